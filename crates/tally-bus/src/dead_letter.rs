@@ -1,0 +1,151 @@
+//! Dead letters: events a consumer gave up on, kept for inspection and redrive.
+
+use serde::Serialize;
+use sqlx::Row as _;
+use tally_db::Db;
+use tally_kernel::Envelope;
+
+use crate::consumer::{save_position_in, Applied, Consumer};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub id: String,
+    pub consumer: String,
+    pub source: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub error: String,
+    pub attempts: i64,
+    pub status: String,
+    pub created_at: String,
+    pub redriven_at: Option<String>,
+}
+
+/// Parks `event` in the consumer's dead letters and moves its position past it, in one
+/// transaction: the event is neither lost nor retried forever.
+pub async fn bury(
+    consumer: &Consumer,
+    source: &str,
+    seq: i64,
+    event: &Envelope,
+    error: &str,
+    attempts: u32,
+) -> Result<(), sqlx::Error> {
+    let envelope = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    let mut tx = consumer.db.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO dead_letters (id, consumer, source, event_id, event_type, envelope, error, \
+         attempts, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'dead', $9)",
+    )
+    .bind(tally_kernel::id::new_v7().to_string())
+    .bind(consumer.name)
+    .bind(source)
+    .bind(event.id.to_string())
+    .bind(&event.event_type)
+    .bind(envelope)
+    .bind(error)
+    .bind(i64::from(attempts))
+    .bind(tally_kernel::time::to_db(tally_kernel::time::now()))
+    .execute(&mut *tx)
+    .await?;
+    save_position_in(&mut tx, consumer.name, source, seq).await?;
+    consumer.db.commit(tx).await
+}
+
+const COLUMNS: &str = "id, consumer, source, event_id, event_type, error, attempts, status, \
+                       created_at, redriven_at";
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<DeadLetter, sqlx::Error> {
+    Ok(DeadLetter {
+        id: row.try_get(0)?,
+        consumer: row.try_get(1)?,
+        source: row.try_get(2)?,
+        event_id: row.try_get(3)?,
+        event_type: row.try_get(4)?,
+        error: row.try_get(5)?,
+        attempts: row.try_get(6)?,
+        status: row.try_get(7)?,
+        created_at: row.try_get(8)?,
+        redriven_at: row.try_get(9)?,
+    })
+}
+
+/// Most dead letters listed at once.
+pub const LIST_LIMIT: i64 = 1_000;
+
+/// The dead letters of one database, oldest first; with `all`, redriven ones too.
+pub async fn list(db: &Db, all: bool) -> Result<Vec<DeadLetter>, sqlx::Error> {
+    let filter = if all { "" } else { "WHERE status = 'dead'" };
+    let sql =
+        format!("SELECT {COLUMNS} FROM dead_letters {filter} ORDER BY created_at, id LIMIT $1");
+    let rows = sqlx::query(&sql)
+        .bind(LIST_LIMIT)
+        .fetch_all(db.reader())
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+pub async fn count_dead(db: &Db, consumer: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT COUNT(*) FROM dead_letters WHERE consumer = $1 AND status = 'dead'")
+        .bind(consumer)
+        .fetch_one(db.reader())
+        .await?
+        .try_get(0)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedriveOutcome {
+    /// The handler applied the event now.
+    Applied,
+    /// The event had been applied already (the inbox had it): marked redriven, nothing redone.
+    AlreadyApplied,
+    /// The handler failed again; the dead letter stays, with the new error.
+    Failed(String),
+    /// No dead letter with that id waits for redrive.
+    NotFound,
+}
+
+/// Applies a dead letter's event again through its consumer, exactly once.
+pub async fn redrive(consumer: &Consumer, id: &str) -> anyhow::Result<RedriveOutcome> {
+    let mut tx = consumer.db.begin_write().await?;
+    let sql = format!(
+        "SELECT envelope FROM dead_letters WHERE id = $1 AND consumer = $2 AND status = 'dead'{}",
+        consumer.db.for_update()
+    );
+    let Some(row) = sqlx::query(&sql)
+        .bind(id)
+        .bind(consumer.name)
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Ok(RedriveOutcome::NotFound);
+    };
+    let text: String = row.try_get(0)?;
+    let event: Envelope = serde_json::from_str(&text)?;
+    let result = consumer.apply_in(&mut tx, &event).await;
+    let outcome = match result {
+        Ok(Applied::Applied) => RedriveOutcome::Applied,
+        Ok(Applied::Duplicate) => RedriveOutcome::AlreadyApplied,
+        Err(e) => {
+            drop(tx);
+            let error = e.to_string();
+            let mut tx = consumer.db.begin_write().await?;
+            sqlx::query(
+                "UPDATE dead_letters SET error = $1, attempts = attempts + 1 WHERE id = $2",
+            )
+            .bind(&error)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(RedriveOutcome::Failed(error));
+        }
+    };
+    sqlx::query("UPDATE dead_letters SET status = 'redriven', redriven_at = $1 WHERE id = $2")
+        .bind(tally_kernel::time::to_db(tally_kernel::time::now()))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    consumer.db.commit(tx).await?;
+    Ok(outcome)
+}

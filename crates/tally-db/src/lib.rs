@@ -1,0 +1,299 @@
+//! Database access shared by every service: SQLite or PostgreSQL behind one code path.
+//!
+//! A service gets a [`Db`]: its own SQLite file in the data folder, or its own schema in a
+//! PostgreSQL database. Queries use portable SQL through sqlx's `Any` driver (`$1` placeholders,
+//! integers for money, RFC 3339 text for time), so no service logic is written twice. This crate
+//! also owns the infrastructure tables every service database has (outbox, inbox, consumer
+//! positions, dead letters, idempotency records); it knows nothing about any one service.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyPool, Connection as _, Executor as _, Transaction};
+
+pub mod error;
+pub mod idempotency;
+
+pub use error::{classify, DbErrorKind};
+
+/// A write transaction on a service's database.
+pub type WriteTx = Transaction<'static, Any>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where the databases live: a folder of SQLite files, or one PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    SqliteDir(PathBuf),
+    Postgres(String),
+}
+
+impl Location {
+    /// `postgres://...` (or `postgresql://`) selects PostgreSQL; anything else is a data folder.
+    pub fn from_settings(database_url: Option<&str>, data_dir: &Path) -> Self {
+        match database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Location::Postgres(url.to_owned())
+            }
+            _ => Location::SqliteDir(data_dir.to_owned()),
+        }
+    }
+}
+
+/// How SQLite makes commits durable. `Full` syncs the log at every commit: an acknowledged
+/// operation survives a power cut. `Normal` survives a process crash but not a power cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteSync {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    pub location: Location,
+    /// Connections per service pool (readers on SQLite; everything on PostgreSQL).
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub sqlite_sync: SqliteSync,
+}
+
+impl DbSettings {
+    pub fn new(location: Location) -> Self {
+        Self {
+            location,
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(10),
+            sqlite_sync: SqliteSync::Full,
+        }
+    }
+}
+
+/// A service's schema: its name (file or PostgreSQL schema) and its own migrations per backend.
+pub struct ServiceSchema {
+    pub name: &'static str,
+    pub sqlite: Migrator,
+    pub postgres: Migrator,
+}
+
+static INFRA_SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
+static INFRA_POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How long a SQLite writer waits for another process's write lock before giving up.
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
+
+/// One service's database handle. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    service: &'static str,
+    backend: Backend,
+    /// On SQLite a single connection: writers queue here, in the process, instead of spinning
+    /// on the file lock. On PostgreSQL the same pool as `reader`.
+    writer: AnyPool,
+    reader: AnyPool,
+    /// Bumped after every commit made through [`Db::commit`]; in-process log readers wait on it
+    /// instead of polling.
+    commits: tokio::sync::watch::Sender<u64>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the service's database; does not migrate.
+    pub async fn open(settings: &DbSettings, service: &'static str) -> anyhow::Result<Db> {
+        sqlx::any::install_default_drivers();
+        match &settings.location {
+            Location::SqliteDir(dir) => open_sqlite(settings, dir, service).await,
+            Location::Postgres(url) => open_postgres(settings, url, service).await,
+        }
+    }
+
+    /// Opens the service's database and applies the infrastructure and service migrations.
+    pub async fn open_and_migrate(
+        settings: &DbSettings,
+        schema: &ServiceSchema,
+    ) -> anyhow::Result<Db> {
+        let db = Db::open(settings, schema.name).await?;
+        db.migrate(schema).await?;
+        Ok(db)
+    }
+
+    pub async fn migrate(&self, schema: &ServiceSchema) -> anyhow::Result<()> {
+        let (infra, own) = match self.backend() {
+            Backend::Sqlite => (&INFRA_SQLITE, &schema.sqlite),
+            Backend::Postgres => (&INFRA_POSTGRES, &schema.postgres),
+        };
+        let mut migrations: Vec<_> = infra.iter().chain(own.iter()).cloned().collect();
+        migrations.sort_by_key(|m| m.version);
+        let migrator = Migrator {
+            migrations: Cow::Owned(migrations),
+            ignore_missing: false,
+            locking: true,
+            no_tx: false,
+        };
+        migrator
+            .run(&self.inner.writer)
+            .await
+            .with_context(|| format!("failed to migrate the {} database", self.service()))
+    }
+
+    fn from_parts(service: &'static str, backend: Backend, writer: AnyPool, reader: AnyPool) -> Db {
+        let (commits, _) = tokio::sync::watch::channel(0);
+        Db {
+            inner: Arc::new(Inner {
+                service,
+                backend,
+                writer,
+                reader,
+                commits,
+            }),
+        }
+    }
+
+    pub fn service(&self) -> &'static str {
+        self.inner.service
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// The pool for reads that need no write lock.
+    pub fn reader(&self) -> &AnyPool {
+        &self.inner.reader
+    }
+
+    /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken at
+    /// the start, so two writers never discover each other halfway through.
+    pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        match self.backend() {
+            Backend::Sqlite => self.inner.writer.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.inner.writer.begin().await,
+        }
+    }
+
+    /// Commits a write transaction and wakes this process's readers of the service's log.
+    pub async fn commit(&self, tx: WriteTx) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.signal_commit();
+        Ok(())
+    }
+
+    /// Wakes the readers of this service's log (after a commit made some other way).
+    pub fn signal_commit(&self) {
+        self.inner.commits.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes after each commit made through [`Db::commit`].
+    pub fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.commits.subscribe()
+    }
+
+    /// The row-locking suffix for a `SELECT` inside a write transaction. SQLite needs none: the
+    /// immediate transaction already holds the database's only write lock.
+    pub fn for_update(&self) -> &'static str {
+        match self.backend() {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Checks the database answers; used by `/health/ready`.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(self.reader())
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn close(&self) {
+        self.inner.writer.close().await;
+        self.inner.reader.close().await;
+    }
+}
+
+async fn open_sqlite(
+    settings: &DbSettings,
+    dir: &Path,
+    service: &'static str,
+) -> anyhow::Result<Db> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("failed to create the data folder {}", dir.display()))?;
+    let path = dir.join(format!("{service}.db"));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let synchronous = match settings.sqlite_sync {
+        SqliteSync::Full => "FULL",
+        SqliteSync::Normal => "NORMAL",
+    };
+    let pragmas: &'static str = Box::leak(
+        format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+             PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON;"
+        )
+        .into_boxed_str(),
+    );
+    let options: AnyConnectOptions = url.parse().context("failed to parse the SQLite path")?;
+    let pool = |max: u32| {
+        AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(settings.acquire_timeout)
+            .after_connect(move |conn, _| {
+                Box::pin(async move { conn.execute(pragmas).await.map(|_| ()) })
+            })
+            .connect_with(options.clone())
+    };
+    let writer = pool(1)
+        .await
+        .with_context(|| format!("failed to open {}", path.display()))?;
+    let reader = pool(settings.max_connections.max(1))
+        .await
+        .with_context(|| format!("failed to open {}", path.display()))?;
+    Ok(Db::from_parts(service, Backend::Sqlite, writer, reader))
+}
+
+async fn open_postgres(
+    settings: &DbSettings,
+    url: &str,
+    service: &'static str,
+) -> anyhow::Result<Db> {
+    let options: AnyConnectOptions = url.parse().context("failed to parse the database URL")?;
+    let mut conn = sqlx::AnyConnection::connect_with(&options)
+        .await
+        .context("failed to connect to PostgreSQL")?;
+    // Schema names are the services' own constant names, never user input.
+    let create = format!("CREATE SCHEMA IF NOT EXISTS {service}");
+    if let Err(e) = sqlx::raw_sql(&create).execute(&mut conn).await {
+        // Two processes creating the same schema at once: one wins, the other sees a duplicate.
+        if classify(&e) != DbErrorKind::UniqueViolation {
+            return Err(e).with_context(|| format!("failed to create schema {service}"));
+        }
+    }
+    conn.close().await.ok();
+    let search_path: &'static str =
+        Box::leak(format!("SET search_path TO {service}").into_boxed_str());
+    let pool = AnyPoolOptions::new()
+        .max_connections(settings.max_connections.max(2))
+        .acquire_timeout(settings.acquire_timeout)
+        .after_connect(move |conn, _| {
+            Box::pin(async move { conn.execute(search_path).await.map(|_| ()) })
+        })
+        .connect_with(options)
+        .await
+        .context("failed to connect to PostgreSQL")?;
+    Ok(Db::from_parts(
+        service,
+        Backend::Postgres,
+        pool.clone(),
+        pool,
+    ))
+}

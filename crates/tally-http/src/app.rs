@@ -1,0 +1,156 @@
+//! The HTTP application every process serves: service routes plus health, metrics and docs,
+//! wrapped in the shared layers.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tally_db::Db;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::extract::REQUEST_ID;
+use crate::problem::{Problem, PROBLEM_JSON};
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest request body accepted; larger ones get 413.
+    pub body_limit_bytes: usize,
+    /// Longest a request may take before it is answered 408.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a process serves: the routes of its services, their OpenAPI document, and the
+/// databases `/health/ready` checks.
+pub struct Platform {
+    pub api: Router,
+    pub openapi: utoipa::openapi::OpenApi,
+    pub readiness: Vec<Db>,
+    pub metrics: PrometheusHandle,
+}
+
+pub fn router(platform: Platform, settings: &HttpSettings) -> Router {
+    let request_id = HeaderName::from_static(REQUEST_ID);
+    let ops = Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .with_state(platform.readiness)
+        .route("/metrics", get(render_metrics).with_state(platform.metrics));
+    let docs = SwaggerUi::new("/docs").url("/openapi.json", platform.openapi);
+    Router::new()
+        .merge(platform.api)
+        .merge(ops)
+        .merge(docs)
+        .fallback(|| async { Problem::from_status(StatusCode::NOT_FOUND) })
+        .layer(
+            ServiceBuilder::new()
+                .layer(CatchPanicLayer::custom(|_| {
+                    Problem::internal(&anyhow::anyhow!("a request handler panicked"))
+                        .into_response()
+                }))
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(middleware::from_fn(crate::metrics::track))
+                .layer(middleware::from_fn(problemize))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    settings.request_timeout,
+                ))
+                .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),
+        )
+}
+
+/// The span of one request: method, route template and request id; never bodies or queries.
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| String::from("unmatched"));
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", method = %request.method(), route = %route, request_id = %request_id)
+}
+
+/// Turns any error the framework or a layer answered on its own (405, 408, a plain-text
+/// rejection) into problem+json, so that clients see one error format.
+async fn problemize(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    if status.as_u16() < 400 || is_problem {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let problem = Problem::from_status(status).into_response();
+    let (problem_parts, body) = problem.into_parts();
+    parts.headers.extend(problem_parts.headers);
+    Response::from_parts(parts, body)
+}
+
+async fn live() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn ready(State(dbs): State<Vec<Db>>) -> Response {
+    for db in &dbs {
+        if let Err(e) = db.ping().await {
+            tracing::warn!(service = db.service(), error = %e, "database not ready");
+            return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready")
+                .with_detail(format!("the {} database does not answer", db.service()))
+                .into_response();
+        }
+    }
+    Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+async fn render_metrics(State(handle): State<PrometheusHandle>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
+}
+
+/// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+}

@@ -1,0 +1,265 @@
+//! `Idempotency-Key` with Stripe's semantics, for every money-moving request.
+//!
+//! The first response to a key is stored in the transaction of its effect and replayed, byte for
+//! byte, for every retry. The same key with a different request is refused (422) and changes
+//! nothing. Concurrent requests with one key produce one effect: the losers see the winner's
+//! record, or fail on its primary key and replay it once it commits. Refusals decided by the
+//! service (insufficient funds) are stored and replayed too; malformed requests never reach here.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tally_db::idempotency::{self, Lookup, StoredResponse};
+use tally_db::{classify, Db, DbErrorKind, WriteTx};
+use tally_kernel::IdempotencyKey;
+
+use crate::problem::{Problem, PROBLEM_JSON};
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// Attempts at a transaction that failed on a deadlock or a busy database.
+const MAX_TX_ATTEMPTS: u32 = 3;
+
+/// The optional `Idempotency-Key` header, validated.
+pub struct IdempotencyHeader(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(IDEMPOTENCY_KEY) else {
+            return Ok(IdempotencyHeader(None));
+        };
+        let text = value.to_str().map_err(|_| {
+            Problem::invalid_field(
+                "Idempotency-Key",
+                "must contain only visible ASCII characters",
+            )
+        })?;
+        IdempotencyKey::parse(text)
+            .map(|k| IdempotencyHeader(Some(k)))
+            .map_err(|e| Problem::invalid_field("Idempotency-Key", e.to_string()))
+    }
+}
+
+/// A keyed request: the key, where it applies, and a digest of what was asked.
+#[derive(Debug, Clone)]
+pub struct IdempotentRequest {
+    key: IdempotencyKey,
+    scope: String,
+    request_hash: String,
+}
+
+impl IdempotentRequest {
+    /// `canonical` is the parsed command, so that the same request spelled differently (`500.5`
+    /// and `"500.50"`, other key order) counts as the same request.
+    pub fn new(header: IdempotencyHeader, scope: &str, canonical: &impl Serialize) -> Option<Self> {
+        let key = header.0?;
+        let mut hasher = Sha256::new();
+        hasher.update(scope.as_bytes());
+        hasher.update([0]);
+        hasher.update(serde_json::to_vec(canonical).unwrap_or_default());
+        Some(Self {
+            key,
+            scope: scope.to_owned(),
+            request_hash: hex::encode(hasher.finalize()),
+        })
+    }
+}
+
+/// Why the work of a request did not produce its success response.
+#[derive(Debug)]
+pub enum Failure {
+    /// The service refused the request (a 4xx): stored for the key, and nothing is applied.
+    Refused(Problem),
+    /// A database error: retried when retryable, otherwise a 500.
+    Db(sqlx::Error),
+    Internal(anyhow::Error),
+}
+
+impl From<Problem> for Failure {
+    fn from(p: Problem) -> Self {
+        Failure::Refused(p)
+    }
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Self {
+        Failure::Db(e)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Internal(e)
+    }
+}
+
+/// Runs `work` in a write transaction of `db` and answers `success` with its result; with a key,
+/// stores the response in the same transaction and replays it for retries. `work` may run more
+/// than once (after a deadlock), each time in a new transaction.
+pub async fn execute<T, F>(
+    db: &Db,
+    request: Option<IdempotentRequest>,
+    success: StatusCode,
+    work: F,
+) -> Response
+where
+    T: Serialize,
+    F: for<'t> Fn(&'t mut WriteTx) -> BoxFuture<'t, Result<T, Failure>>,
+{
+    if let Some(req) = &request {
+        match idempotency::lookup(db, &req.scope, req.key.as_str(), &req.request_hash).await {
+            Ok(Lookup::Miss) => {}
+            Ok(found) => return answer_found(found),
+            Err(e) => return Problem::from(e).into_response(),
+        }
+    }
+    let mut attempt = 1;
+    loop {
+        match attempt_once(db, request.as_ref(), success, &work).await {
+            Ok(response) => return response,
+            Err(e) if classify(&e) == DbErrorKind::Retryable && attempt < MAX_TX_ATTEMPTS => {
+                tracing::debug!(attempt, error = %e, "transaction conflict, retrying");
+                attempt += 1;
+            }
+            Err(e) => return Problem::from(e).into_response(),
+        }
+    }
+}
+
+async fn attempt_once<T, F>(
+    db: &Db,
+    request: Option<&IdempotentRequest>,
+    success: StatusCode,
+    work: &F,
+) -> Result<Response, sqlx::Error>
+where
+    T: Serialize,
+    F: for<'t> Fn(&'t mut WriteTx) -> BoxFuture<'t, Result<T, Failure>>,
+{
+    let mut tx = db.begin_write().await?;
+    if let Some(req) = request {
+        match idempotency::lookup_in(&mut tx, &req.scope, req.key.as_str(), &req.request_hash)
+            .await?
+        {
+            Lookup::Miss => {}
+            found => return Ok(answer_found(found)),
+        }
+    }
+    let stored = match work(&mut tx).await {
+        Ok(value) => StoredResponse {
+            status: success.as_u16(),
+            body: serde_json::to_string(&value).map_err(|e| sqlx::Error::Encode(e.into()))?,
+        },
+        Err(Failure::Refused(problem)) => {
+            // Nothing of the refused work may commit: record the refusal in a transaction of
+            // its own.
+            tx.rollback().await?;
+            let stored = StoredResponse {
+                status: problem.status,
+                body: problem.to_body(),
+            };
+            return match request {
+                Some(req) => record_alone(db, req, stored).await,
+                None => Ok(respond(&stored, false)),
+            };
+        }
+        Err(Failure::Db(e)) => return Err(e),
+        Err(Failure::Internal(e)) => return Ok(Problem::internal(&e).into_response()),
+    };
+    if let Some(req) = request {
+        if let Err(e) = idempotency::record(
+            &mut tx,
+            &req.scope,
+            req.key.as_str(),
+            &req.request_hash,
+            &stored,
+        )
+        .await
+        {
+            drop(tx);
+            return replay_after_conflict(db, req, e).await;
+        }
+    }
+    db.commit(tx).await?;
+    Ok(respond(&stored, false))
+}
+
+async fn record_alone(
+    db: &Db,
+    req: &IdempotentRequest,
+    stored: StoredResponse,
+) -> Result<Response, sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    match idempotency::lookup_in(&mut tx, &req.scope, req.key.as_str(), &req.request_hash).await? {
+        Lookup::Miss => {}
+        found => return Ok(answer_found(found)),
+    }
+    if let Err(e) = idempotency::record(
+        &mut tx,
+        &req.scope,
+        req.key.as_str(),
+        &req.request_hash,
+        &stored,
+    )
+    .await
+    {
+        drop(tx);
+        return replay_after_conflict(db, req, e).await;
+    }
+    tx.commit().await?;
+    Ok(respond(&stored, false))
+}
+
+/// A concurrent request with the same key committed first: answer with its record.
+async fn replay_after_conflict(
+    db: &Db,
+    req: &IdempotentRequest,
+    error: sqlx::Error,
+) -> Result<Response, sqlx::Error> {
+    if classify(&error) != DbErrorKind::UniqueViolation {
+        return Err(error);
+    }
+    match idempotency::lookup(db, &req.scope, req.key.as_str(), &req.request_hash).await? {
+        Lookup::Miss => Err(error),
+        found => Ok(answer_found(found)),
+    }
+}
+
+fn answer_found(found: Lookup) -> Response {
+    match found {
+        Lookup::Replay(stored) => respond(&stored, true),
+        Lookup::Mismatch | Lookup::Miss => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reuse",
+            "Idempotency-Key reused",
+        )
+        .with_field(
+            "Idempotency-Key",
+            "was already used with a different request",
+        )
+        .into_response(),
+    }
+}
+
+fn respond(stored: &StoredResponse, replayed: bool) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let content_type = if status.is_success() {
+        "application/json"
+    } else {
+        PROBLEM_JSON
+    };
+    let mut response = (status, stored.body.clone()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if replayed {
+        headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
+}

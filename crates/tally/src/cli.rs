@@ -1,0 +1,339 @@
+//! The command line: every flag is also an environment variable.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tally_db::{DbSettings, Location, SqliteSync};
+use tally_kernel::Currency;
+use tokio_util::sync::CancellationToken;
+
+use crate::platform::{self, Platform};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tally",
+    version,
+    about = "Billing and payments platform: wallets, ledger, events"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// Folder of the SQLite databases (one file per service).
+    #[arg(long, env = "TALLY_DATA_DIR", default_value = "data", global = true)]
+    pub data_dir: PathBuf,
+    /// A postgres:// URL: use PostgreSQL (one schema per service) instead of SQLite.
+    #[arg(long, env = "TALLY_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Connections per service pool.
+    #[arg(
+        long,
+        env = "TALLY_DB_MAX_CONNECTIONS",
+        default_value_t = 8,
+        global = true
+    )]
+    pub db_max_connections: u32,
+    /// SQLite durability: `full` syncs every commit (survives power loss), `normal` survives a
+    /// process crash only.
+    #[arg(long, env = "TALLY_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SyncArg::Full, global = true)]
+    pub sqlite_synchronous: SyncArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SyncArg {
+    Full,
+    Normal,
+}
+
+impl DbArgs {
+    fn settings(&self) -> DbSettings {
+        let mut settings = DbSettings::new(Location::from_settings(
+            self.database_url.as_deref(),
+            &self.data_dir,
+        ));
+        settings.max_connections = self.db_max_connections;
+        settings.sqlite_sync = match self.sqlite_synchronous {
+            SyncArg::Full => SqliteSync::Full,
+            SyncArg::Normal => SqliteSync::Normal,
+        };
+        settings
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start every service in this process on one port.
+    Serve(ServeArgs),
+    /// Create or upgrade every service's database, then exit.
+    Migrate,
+    /// Inspect and replay events that consumers gave up on.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Watch the event logs.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, env = "TALLY_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// 0 picks a free port.
+    #[arg(long, env = "TALLY_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Run no event consumers in this process (another process runs them).
+    #[arg(long, env = "TALLY_NO_CONSUMERS")]
+    pub no_consumers: bool,
+    /// Currency of wallets opened without one.
+    #[arg(long, env = "TALLY_DEFAULT_CURRENCY", default_value = "USD")]
+    pub default_currency: String,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "TALLY_BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
+    pub body_limit_bytes: usize,
+    /// Longest a request may run before it is answered 408, in milliseconds.
+    #[arg(long, env = "TALLY_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+    /// How long an Idempotency-Key is remembered, in hours.
+    #[arg(long, env = "TALLY_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24)]
+    pub idempotency_retention_hours: u32,
+    /// Attempts at an event before it goes to the dead letters.
+    #[arg(long, env = "TALLY_CONSUMER_MAX_ATTEMPTS", default_value_t = 5)]
+    pub consumer_max_attempts: u32,
+    /// Logs as JSON lines instead of text.
+    #[arg(long, env = "TALLY_LOG_JSON")]
+    pub log_json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters (oldest first).
+    List {
+        /// Include dead letters already redriven.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Apply dead letters again through their consumers, each effect at most once.
+    Redrive {
+        /// The dead letter to redrive.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        id: Option<String>,
+        /// Redrive every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print events as JSON lines as they commit, until interrupted.
+    Tail {
+        /// Start from the first event instead of the end of the logs.
+        #[arg(long)]
+        from_start: bool,
+        /// Only this service's log.
+        #[arg(long)]
+        service: Option<String>,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = cli.db.settings();
+    match cli.command {
+        Command::Serve(args) => serve(settings, args).await,
+        Command::Migrate => {
+            init_logs(false);
+            let platform = Platform::open(&settings).await?;
+            for db in platform.databases() {
+                println!("migrated {}", db.service());
+            }
+            platform.close().await;
+            Ok(())
+        }
+        Command::Dlq(cmd) => {
+            init_logs(false);
+            let platform = Platform::open(&settings).await?;
+            let result = dlq(&platform, cmd).await;
+            platform.close().await;
+            result
+        }
+        Command::Events(EventsCommand::Tail {
+            from_start,
+            service,
+        }) => {
+            init_logs(false);
+            let platform = Platform::open(&settings).await?;
+            tail(&platform, from_start, service.as_deref()).await
+        }
+    }
+}
+
+fn init_logs(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("TALLY_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
+    } else {
+        builder.with_ansi(false).init();
+    }
+}
+
+async fn serve(settings: DbSettings, args: ServeArgs) -> anyhow::Result<()> {
+    init_logs(args.log_json);
+    let default_currency = Currency::parse(&args.default_currency)
+        .with_context(|| format!("--default-currency {} is not usable", args.default_currency))?;
+    let platform = Platform::open(&settings).await?;
+    let shutdown = CancellationToken::new();
+    let bus = platform.bus(args.consumer_max_attempts);
+    let mut tasks = bus.spawn(!args.no_consumers, shutdown.clone());
+    tasks.spawn(platform::purge_idempotency_keys(
+        platform.databases(),
+        Duration::from_secs(u64::from(args.idempotency_retention_hours) * 3600),
+        shutdown.clone(),
+    ));
+    let http = tally_http::HttpSettings {
+        body_limit_bytes: args.body_limit_bytes,
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+    };
+    let app = tally_http::app::router(platform.http(default_currency), &http);
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("failed to listen on {}:{}", args.host, args.port))?;
+    let address = listener
+        .local_addr()
+        .context("failed to read the bound address")?;
+    tracing::info!(%address, consumers = !args.no_consumers, "tally is serving");
+    println!("listening on http://{address}");
+    std::io::stdout().flush().ok();
+
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        signal.cancel();
+    });
+    tally_http::app::serve(listener, app, shutdown.clone())
+        .await
+        .context("the HTTP server failed")?;
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    platform.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}
+
+async fn dlq(platform: &Platform, cmd: DlqCommand) -> anyhow::Result<()> {
+    let bus = platform.bus(1);
+    match cmd {
+        DlqCommand::List { all } => {
+            let mut count = 0;
+            for consumer in bus.consumers() {
+                for letter in tally_bus::dead_letter::list(&consumer.db, all).await? {
+                    if letter.consumer == consumer.name {
+                        println!("{}", serde_json::to_string(&letter)?);
+                        count += 1;
+                    }
+                }
+            }
+            eprintln!("{count} dead letter(s)");
+        }
+        DlqCommand::Redrive { id, all } => {
+            let mut failed = 0;
+            let mut done = 0;
+            for consumer in bus.consumers() {
+                let letters = tally_bus::dead_letter::list(&consumer.db, false).await?;
+                for letter in letters.iter().filter(|l| l.consumer == consumer.name) {
+                    if !all && id.as_deref() != Some(letter.id.as_str()) {
+                        continue;
+                    }
+                    let outcome = tally_bus::dead_letter::redrive(consumer, &letter.id).await?;
+                    println!("{} {} {:?}", letter.id, letter.event_type, outcome);
+                    match outcome {
+                        tally_bus::dead_letter::RedriveOutcome::Failed(_) => failed += 1,
+                        _ => done += 1,
+                    }
+                }
+            }
+            if done + failed == 0 {
+                anyhow::bail!(
+                    "no dead letter waits for redrive{}",
+                    id.map(|i| format!(" with id {i}")).unwrap_or_default()
+                );
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} dead letter(s) failed again");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn tail(platform: &Platform, from_start: bool, service: Option<&str>) -> anyhow::Result<()> {
+    let logs: Vec<_> = platform
+        .databases()
+        .into_iter()
+        .filter(|db| service.is_none_or(|s| s == db.service()))
+        .collect();
+    if logs.is_empty() {
+        anyhow::bail!("no service named {}", service.unwrap_or_default());
+    }
+    let mut positions = Vec::with_capacity(logs.len());
+    for db in &logs {
+        positions.push(if from_start {
+            0
+        } else {
+            tally_bus::log::head(db).await?
+        });
+    }
+    let mut out = std::io::stdout();
+    loop {
+        let mut idle = true;
+        for (db, position) in logs.iter().zip(positions.iter_mut()) {
+            for entry in tally_bus::log::read_after(db, *position, 500).await? {
+                writeln!(out, "{}", serde_json::to_string(&entry.envelope)?)?;
+                *position = entry.seq;
+                idle = false;
+            }
+        }
+        out.flush()?;
+        if idle {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            }
+        }
+    }
+}
