@@ -18,6 +18,7 @@ use sqlx::{Any, AnyPool, Connection as _, Executor as _, Transaction};
 
 pub mod error;
 pub mod idempotency;
+pub mod testing;
 
 pub use error::{classify, DbErrorKind};
 

@@ -61,7 +61,7 @@ pub trait DomainEvent {
     fn aggregate_id(&self) -> String;
     fn data(&self) -> serde_json::Value;
 
-    fn into_envelope(&self, source: &str, meta: &EventMeta, occurred_at: Timestamp) -> Envelope {
+    fn to_envelope(&self, source: &str, meta: &EventMeta, occurred_at: Timestamp) -> Envelope {
         Envelope {
             id: crate::id::new_v7(),
             event_type: self.event_type().to_owned(),

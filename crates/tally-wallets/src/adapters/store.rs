@@ -149,7 +149,7 @@ impl Store {
         let now = time::now();
         let envelopes: Vec<_> = events
             .iter()
-            .map(|e| e.into_envelope(SERVICE, meta, now))
+            .map(|e| e.to_envelope(SERVICE, meta, now))
             .collect();
         outbox::append(&self.db, tx, &envelopes).await
     }

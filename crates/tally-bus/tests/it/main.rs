@@ -1,0 +1,374 @@
+//! The bus against real SQLite and PostgreSQL: the outbox log, exactly-once consumption,
+//! retries, dead letters and redrive.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::Row as _;
+use tally_bus::consumer::Applied;
+use tally_bus::dead_letter::{self, RedriveOutcome};
+use tally_bus::{outbox, BusSettings, Consumer, EmbeddedBus, Handler, HandlerError};
+use tally_db::testing::{TestBackend, TestLocation};
+use tally_db::{both_backends, Backend, Db, ServiceSchema, WriteTx};
+use tally_kernel::event::{DomainEvent, EventMeta};
+use tally_kernel::Envelope;
+use tokio_util::sync::CancellationToken;
+
+fn schema(name: &'static str) -> ServiceSchema {
+    let migration = |sql: &'static str| Migrator {
+        migrations: Cow::Owned(vec![Migration::new(
+            500,
+            Cow::Borrowed("effects"),
+            MigrationType::Simple,
+            Cow::Borrowed(sql),
+            false,
+        )]),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    };
+    let sql = "CREATE TABLE effects (id TEXT PRIMARY KEY, n BIGINT NOT NULL)";
+    ServiceSchema {
+        name,
+        sqlite: migration(sql),
+        postgres: migration(sql),
+    }
+}
+
+async fn open(loc: &TestLocation, name: &'static str) -> Db {
+    Db::open_and_migrate(&loc.settings(), &schema(name))
+        .await
+        .expect("database opens")
+}
+
+struct Note(u32, bool);
+
+impl DomainEvent for Note {
+    fn event_type(&self) -> &'static str {
+        "note.written"
+    }
+    fn aggregate_type(&self) -> &'static str {
+        "note"
+    }
+    fn aggregate_id(&self) -> String {
+        self.0.to_string()
+    }
+    fn data(&self) -> serde_json::Value {
+        serde_json::json!({ "n": self.0, "poison": self.1 })
+    }
+}
+
+fn event(n: u32, poison: bool) -> Envelope {
+    Note(n, poison).to_envelope(
+        "source",
+        &EventMeta::from_request("test"),
+        tally_kernel::time::now(),
+    )
+}
+
+async fn publish(db: &Db, events: &[Envelope]) {
+    let mut tx = db.begin_write().await.unwrap();
+    outbox::append(db, &mut tx, events).await.unwrap();
+    db.commit(tx).await.unwrap();
+}
+
+/// Numbers everything committed (PostgreSQL); a no-op on SQLite.
+async fn sequence_all(db: &Db) {
+    if db.backend() == Backend::Postgres {
+        while outbox::sequence_pending(db).await.unwrap() > 0 {}
+    }
+}
+
+/// Adds 1 to the counter `total`; fails when the event is poison and `cure` is not set, or
+/// after writing when `crash_after_write` is set (the transaction never commits).
+struct Counter {
+    cure: AtomicBool,
+    crash_after_write: AtomicBool,
+    calls: AtomicU32,
+}
+
+impl Counter {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            cure: AtomicBool::new(false),
+            crash_after_write: AtomicBool::new(false),
+            calls: AtomicU32::new(0),
+        })
+    }
+}
+
+impl Handler for Counter {
+    fn handle<'a>(
+        &'a self,
+        _db: &'a Db,
+        tx: &'a mut WriteTx,
+        event: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if event.data["poison"] == true && !self.cure.load(Ordering::SeqCst) {
+                return Err(HandlerError::Transient(anyhow::anyhow!("poisoned")));
+            }
+            sqlx::query(
+                "INSERT INTO effects (id, n) VALUES ('total', 1) \
+                 ON CONFLICT (id) DO UPDATE SET n = effects.n + 1",
+            )
+            .execute(&mut **tx)
+            .await?;
+            if self.crash_after_write.load(Ordering::SeqCst) {
+                return Err(HandlerError::Transient(anyhow::anyhow!(
+                    "crashed before commit"
+                )));
+            }
+            Ok(())
+        })
+    }
+}
+
+async fn total(db: &Db) -> i64 {
+    sqlx::query("SELECT n FROM effects WHERE id = 'total'")
+        .fetch_optional(db.reader())
+        .await
+        .unwrap()
+        .map(|r| r.try_get(0).unwrap())
+        .unwrap_or(0)
+}
+
+async fn outbox_is_gap_free_in_commit_order_and_keeps_no_rolled_back_event(backend: TestBackend) {
+    let Some(loc) = TestLocation::new(backend).await else {
+        return;
+    };
+    let db = open(&loc, "source").await;
+    let mut writers = Vec::new();
+    for i in 0..40u32 {
+        let db = db.clone();
+        writers.push(tokio::spawn(async move {
+            let mut tx = db.begin_write().await.unwrap();
+            let events = [event(i, false), event(i, false)];
+            outbox::append(&db, &mut tx, &events).await.unwrap();
+            if i % 4 == 0 {
+                tx.rollback().await.unwrap();
+                Vec::new()
+            } else {
+                db.commit(tx).await.unwrap();
+                events.iter().map(|e| e.id).collect()
+            }
+        }));
+    }
+    let mut committed = Vec::new();
+    for w in writers {
+        committed.extend(w.await.unwrap());
+    }
+    sequence_all(&db).await;
+    let log = tally_bus::log::read_after(&db, 0, 1_000).await.unwrap();
+    let seqs: Vec<i64> = log.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=60).collect::<Vec<_>>(),
+        "positions are 1..=n with no gap"
+    );
+    let mut ids: Vec<_> = log.iter().map(|e| e.envelope.id).collect();
+    ids.sort();
+    committed.sort();
+    assert_eq!(ids, committed, "exactly the committed events, each once");
+    for pair in log.chunks(2) {
+        assert_eq!(
+            pair[0].envelope.aggregate_id, pair[1].envelope.aggregate_id,
+            "one transaction's events stay together"
+        );
+    }
+    assert_eq!(tally_bus::log::head(&db).await.unwrap(), 60);
+}
+both_backends!(outbox_is_gap_free_in_commit_order_and_keeps_no_rolled_back_event);
+
+async fn a_redelivered_event_or_a_crash_before_commit_applies_the_effect_once(
+    backend: TestBackend,
+) {
+    let Some(loc) = TestLocation::new(backend).await else {
+        return;
+    };
+    let db = open(&loc, "sink").await;
+    let counter = Counter::new();
+    let consumer = Consumer {
+        name: "sink.counter",
+        topics: &["note.written"],
+        db: db.clone(),
+        handler: counter.clone(),
+    };
+    let e = event(1, false);
+
+    counter.crash_after_write.store(true, Ordering::SeqCst);
+    assert!(consumer.apply("source", 1, &e).await.is_err());
+    assert_eq!(
+        total(&db).await,
+        0,
+        "an effect whose transaction failed is not there"
+    );
+    assert_eq!(
+        consumer.position("source").await.unwrap(),
+        0,
+        "nor is the position"
+    );
+
+    counter.crash_after_write.store(false, Ordering::SeqCst);
+    assert_eq!(
+        consumer.apply("source", 1, &e).await.unwrap(),
+        Applied::Applied
+    );
+    assert_eq!(
+        consumer.apply("source", 1, &e).await.unwrap(),
+        Applied::Duplicate
+    );
+    assert_eq!(
+        consumer.apply("source", 1, &e).await.unwrap(),
+        Applied::Duplicate
+    );
+    assert_eq!(total(&db).await, 1);
+    assert_eq!(consumer.position("source").await.unwrap(), 1);
+}
+both_backends!(a_redelivered_event_or_a_crash_before_commit_applies_the_effect_once);
+
+async fn failing_events_are_retried_dead_lettered_and_redriven_once(backend: TestBackend) {
+    let Some(loc) = TestLocation::new(backend).await else {
+        return;
+    };
+    let source = open(&loc, "source").await;
+    let sink = open(&loc, "sink").await;
+    let counter = Counter::new();
+    let consumer = Consumer {
+        name: "sink.counter",
+        topics: &["note.written"],
+        db: sink.clone(),
+        handler: counter.clone(),
+    };
+    let settings = BusSettings {
+        max_attempts: 3,
+        retry_base: Duration::from_millis(1),
+        retry_max: Duration::from_millis(5),
+        poll_interval: Duration::from_millis(20),
+        ..BusSettings::default()
+    };
+    let mut bus = EmbeddedBus::new(settings);
+    bus.add_log(source.clone(), &["note.written"]);
+    bus.add_consumer(consumer.clone());
+    let shutdown = CancellationToken::new();
+    let mut tasks = bus.spawn(true, shutdown.clone());
+
+    publish(&source, &[event(1, false), event(2, true), event(3, false)]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while consumer.position("source").await.unwrap() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the consumer did not get past the poison event"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+
+    assert_eq!(
+        total(&sink).await,
+        2,
+        "the two good events applied once each"
+    );
+    let dead = dead_letter::list(&sink, false).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].attempts, dead[0].event_type.as_str()),
+        (3, "note.written")
+    );
+    assert_eq!(
+        counter.calls.load(Ordering::SeqCst),
+        2 + 3,
+        "three attempts at the poison event"
+    );
+
+    assert!(matches!(
+        dead_letter::redrive(&consumer, &dead[0].id).await.unwrap(),
+        RedriveOutcome::Failed(_)
+    ));
+    assert_eq!(
+        dead_letter::list(&sink, false).await.unwrap()[0].attempts,
+        4
+    );
+    counter.cure.store(true, Ordering::SeqCst);
+    assert_eq!(
+        dead_letter::redrive(&consumer, &dead[0].id).await.unwrap(),
+        RedriveOutcome::Applied
+    );
+    assert_eq!(
+        dead_letter::redrive(&consumer, &dead[0].id).await.unwrap(),
+        RedriveOutcome::NotFound
+    );
+    assert_eq!(total(&sink).await, 3);
+    assert!(dead_letter::list(&sink, false).await.unwrap().is_empty());
+    assert_eq!(
+        dead_letter::list(&sink, true).await.unwrap()[0].status,
+        "redriven"
+    );
+}
+both_backends!(failing_events_are_retried_dead_lettered_and_redriven_once);
+
+async fn a_consumer_resumes_from_its_position_after_a_restart(backend: TestBackend) {
+    let Some(loc) = TestLocation::new(backend).await else {
+        return;
+    };
+    let source = open(&loc, "source").await;
+    let sink = open(&loc, "sink").await;
+    let counter = Counter::new();
+    let consumer = Consumer {
+        name: "sink.counter",
+        topics: &["note.written"],
+        db: sink.clone(),
+        handler: counter.clone(),
+    };
+    let run = |n: i64| {
+        let (source, consumer) = (source.clone(), consumer.clone());
+        async move {
+            let mut bus = EmbeddedBus::new(BusSettings {
+                poll_interval: Duration::from_millis(10),
+                ..BusSettings::default()
+            });
+            bus.add_log(source.clone(), &["note.written"]);
+            bus.add_consumer(consumer.clone());
+            let shutdown = CancellationToken::new();
+            let mut tasks = bus.spawn(true, shutdown.clone());
+            while consumer.position("source").await.unwrap() < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            shutdown.cancel();
+            while tasks.join_next().await.is_some() {}
+        }
+    };
+    let batch: Vec<_> = (0..20).map(|i| event(i, false)).collect();
+    publish(&source, &batch).await;
+    tokio::time::timeout(Duration::from_secs(15), run(20))
+        .await
+        .expect("first run catches up");
+    publish(
+        &source,
+        &batch[..5]
+            .iter()
+            .map(|_| event(99, false))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    tokio::time::timeout(Duration::from_secs(15), run(25))
+        .await
+        .expect("second run catches up");
+    assert_eq!(
+        total(&sink).await,
+        25,
+        "each event applied once across restarts"
+    );
+    assert_eq!(
+        counter.calls.load(Ordering::SeqCst),
+        25,
+        "nothing before the saved position was re-read"
+    );
+}
+both_backends!(a_consumer_resumes_from_its_position_after_a_restart);
