@@ -372,7 +372,7 @@ mod tests {
         /// or available balance goes negative.
         #[test]
         fn conservation_and_no_overdraft(ops in proptest::collection::vec((0u8..4, 0usize..3, 0usize..3, 1i64..5_000), 1..200)) {
-            let mut accounts = vec![external(), wallet(1, 0), wallet(2, 0), wallet(3, 0)];
+            let mut accounts = [external(), wallet(1, 0), wallet(2, 0), wallet(3, 0)];
             for (op, a, b, amount) in ops {
                 let (a, b) = (a + 1, b + 1);
                 let posting = match op {
