@@ -139,6 +139,12 @@ fn form_urlencoded_parse(query: &str) -> form_urlencoded::Parse<'_> {
     form_urlencoded::parse(query.as_bytes())
 }
 
+/// Who is calling: set by the authentication layer for every authenticated request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub token_id: String,
+}
+
 /// The request id set by the request-id layer, as the correlation of the events it causes.
 pub struct RequestMeta(pub EventMeta);
 

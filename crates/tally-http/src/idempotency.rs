@@ -17,6 +17,7 @@ use tally_db::idempotency::{self, Lookup, StoredResponse};
 use tally_db::{classify, Db, DbErrorKind, WriteTx};
 use tally_kernel::IdempotencyKey;
 
+use crate::extract::Caller;
 use crate::problem::{Problem, PROBLEM_JSON};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -25,15 +26,20 @@ pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 /// Attempts at a transaction that failed on a deadlock or a busy database.
 const MAX_TX_ATTEMPTS: u32 = 3;
 
-/// The optional `Idempotency-Key` header, validated.
-pub struct IdempotencyHeader(pub Option<IdempotencyKey>);
+/// The optional `Idempotency-Key` header, validated, and the caller it belongs to: keys are
+/// scoped per API token, so two callers never share one.
+pub struct IdempotencyHeader {
+    pub key: Option<IdempotencyKey>,
+    pub caller: Option<String>,
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let caller = parts.extensions.get::<Caller>().map(|c| c.token_id.clone());
         let Some(value) = parts.headers.get(IDEMPOTENCY_KEY) else {
-            return Ok(IdempotencyHeader(None));
+            return Ok(IdempotencyHeader { key: None, caller });
         };
         let text = value.to_str().map_err(|_| {
             Problem::invalid_field(
@@ -42,7 +48,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
             )
         })?;
         IdempotencyKey::parse(text)
-            .map(|k| IdempotencyHeader(Some(k)))
+            .map(|k| IdempotencyHeader {
+                key: Some(k),
+                caller,
+            })
             .map_err(|e| Problem::invalid_field("Idempotency-Key", e.to_string()))
     }
 }
@@ -59,7 +68,11 @@ impl IdempotentRequest {
     /// `canonical` is the parsed command, so that the same request spelled differently (`500.5`
     /// and `"500.50"`, other key order) counts as the same request.
     pub fn new(header: IdempotencyHeader, scope: &str, canonical: &impl Serialize) -> Option<Self> {
-        let key = header.0?;
+        let key = header.key?;
+        let scope = match &header.caller {
+            Some(caller) => format!("{caller}:{scope}"),
+            None => scope.to_owned(),
+        };
         let mut hasher = Sha256::new();
         hasher.update(scope.as_bytes());
         hasher.update([0]);

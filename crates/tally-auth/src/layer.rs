@@ -1,0 +1,140 @@
+//! The middleware that checks a request's bearer token against the scope its route needs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tally_db::Db;
+use tally_http::{Caller, Problem};
+
+use crate::scope::{Access, Scopes};
+use crate::store::{self, StoredToken};
+use crate::token;
+
+/// Most tokens remembered between database reads.
+const CACHE_CAPACITY: usize = 10_000;
+
+/// Token verification shared by every route of a process.
+#[derive(Clone)]
+pub struct AuthState {
+    db: Db,
+    services: &'static [&'static str],
+    /// How long a token read from the database is trusted: a revocation takes effect within it.
+    cache_ttl: Duration,
+    cache: Arc<Mutex<HashMap<String, (Instant, Option<StoredToken>)>>>,
+}
+
+impl AuthState {
+    pub fn new(db: Db, services: &'static [&'static str], cache_ttl: Duration) -> Self {
+        Self {
+            db,
+            services,
+            cache_ttl,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub fn services(&self) -> &'static [&'static str] {
+        self.services
+    }
+
+    async fn stored(&self, id: &str) -> Result<Option<StoredToken>, sqlx::Error> {
+        if !self.cache_ttl.is_zero() {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, stored)) = cache.get(id) {
+                if at.elapsed() < self.cache_ttl {
+                    return Ok(stored.clone());
+                }
+            }
+        }
+        let stored = store::find(&self.db, id).await?;
+        if !self.cache_ttl.is_zero() {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(id.to_owned(), (Instant::now(), stored.clone()));
+        }
+        Ok(stored)
+    }
+}
+
+/// The state of one service's routes: the shared verifier and the service's name.
+#[derive(Clone)]
+pub struct RouteAuth {
+    auth: AuthState,
+    service: &'static str,
+}
+
+/// Protects a service's routes: `GET` and `HEAD` need `SERVICE:read`, anything else
+/// `SERVICE:write` (or `admin`).
+pub fn require(router: Router, auth: AuthState, service: &'static str) -> Router {
+    router.route_layer(axum::middleware::from_fn_with_state(
+        RouteAuth { auth, service },
+        check,
+    ))
+}
+
+fn unauthorized(detail: &str) -> Response {
+    let mut response = Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+        .with_detail(detail)
+        .into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"tally\", error=\"invalid_token\""),
+    );
+    response
+}
+
+async fn check(State(route): State<RouteAuth>, mut request: Request, next: Next) -> Response {
+    let access = match *request.method() {
+        Method::GET | Method::HEAD => Access::Read,
+        _ => Access::Write,
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|v| v.trim().to_owned());
+    let Some(presented) = presented else {
+        return unauthorized("send an API token as `Authorization: Bearer <token>`");
+    };
+    let Some((id, secret)) = token::parse(&presented) else {
+        return unauthorized("the token is not a Tally API token");
+    };
+    let stored = match route.auth.stored(id).await {
+        Ok(stored) => stored,
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    let Some(stored) =
+        stored.filter(|s| !s.revoked && token::secret_matches(secret, &s.secret_sha256))
+    else {
+        return unauthorized("the token is unknown or revoked");
+    };
+    let scopes = match Scopes::parse(&stored.scopes, route.auth.services) {
+        Ok(scopes) => scopes,
+        Err(_) => Scopes::default(),
+    };
+    if !scopes.allows(route.service, access) {
+        return Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
+            .with_detail(format!(
+                "this token lacks the scope {}:{}",
+                route.service,
+                access.as_str()
+            ))
+            .into_response();
+    }
+    request.extensions_mut().insert(Caller {
+        token_id: id.to_owned(),
+    });
+    next.run(request).await
+}
