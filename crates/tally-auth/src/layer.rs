@@ -19,6 +19,9 @@ use crate::token;
 /// Most tokens remembered between database reads.
 const CACHE_CAPACITY: usize = 10_000;
 
+/// Tokens by id, with when they were read (`None`: no such token).
+type TokenCache = HashMap<String, (Instant, Option<StoredToken>)>;
+
 /// Token verification shared by every route of a process.
 #[derive(Clone)]
 pub struct AuthState {
@@ -26,7 +29,7 @@ pub struct AuthState {
     services: &'static [&'static str],
     /// How long a token read from the database is trusted: a revocation takes effect within it.
     cache_ttl: Duration,
-    cache: Arc<Mutex<HashMap<String, (Instant, Option<StoredToken>)>>>,
+    cache: Arc<Mutex<TokenCache>>,
 }
 
 impl AuthState {
@@ -120,10 +123,8 @@ async fn check(State(route): State<RouteAuth>, mut request: Request, next: Next)
     else {
         return unauthorized("the token is unknown or revoked");
     };
-    let scopes = match Scopes::parse(&stored.scopes, route.auth.services) {
-        Ok(scopes) => scopes,
-        Err(_) => Scopes::default(),
-    };
+    // Scopes naming a service this build does not have grant nothing.
+    let scopes = Scopes::parse(&stored.scopes, route.auth.services).unwrap_or_default();
     if !scopes.allows(route.service, access) {
         return Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
             .with_detail(format!(
