@@ -6,6 +6,7 @@ use tally_db::Db;
 use tally_kernel::Envelope;
 
 use crate::consumer::{save_position_in, Applied, Consumer};
+use crate::log::LogEntry;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetter {
@@ -21,17 +22,15 @@ pub struct DeadLetter {
     pub redriven_at: Option<String>,
 }
 
-/// Parks `event` in the consumer's dead letters and moves its position past it, in one
+/// Parks a log entry in the consumer's dead letters and moves its position past it, in one
 /// transaction: the event is neither lost nor retried forever.
 pub async fn bury(
     consumer: &Consumer,
     source: &str,
-    seq: i64,
-    event: &Envelope,
+    entry: &LogEntry,
     error: &str,
     attempts: u32,
 ) -> Result<(), sqlx::Error> {
-    let envelope = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(e.into()))?;
     let mut tx = consumer.db.begin_write().await?;
     sqlx::query(
         "INSERT INTO dead_letters (id, consumer, source, event_id, event_type, envelope, error, \
@@ -40,15 +39,15 @@ pub async fn bury(
     .bind(tally_kernel::id::new_v7().to_string())
     .bind(consumer.name)
     .bind(source)
-    .bind(event.id.to_string())
-    .bind(&event.event_type)
-    .bind(envelope)
+    .bind(&entry.id)
+    .bind(&entry.topic)
+    .bind(&entry.raw)
     .bind(error)
     .bind(i64::from(attempts))
     .bind(tally_kernel::time::to_db(tally_kernel::time::now()))
     .execute(&mut *tx)
     .await?;
-    save_position_in(&mut tx, consumer.name, source, seq).await?;
+    save_position_in(&mut tx, consumer.name, source, entry.seq).await?;
     consumer.db.commit(tx).await
 }
 
@@ -121,8 +120,12 @@ pub async fn redrive(consumer: &Consumer, id: &str) -> anyhow::Result<RedriveOut
         return Ok(RedriveOutcome::NotFound);
     };
     let text: String = row.try_get(0)?;
-    let event: Envelope = serde_json::from_str(&text)?;
-    let result = consumer.apply_in(&mut tx, &event).await;
+    let result = match serde_json::from_str::<Envelope>(&text) {
+        Ok(event) => consumer.apply_in(&mut tx, &event).await,
+        Err(e) => Err(crate::HandlerError::Permanent(anyhow::anyhow!(
+            "not a valid envelope: {e}"
+        ))),
+    };
     let outcome = match result {
         Ok(Applied::Applied) => RedriveOutcome::Applied,
         Ok(Applied::Duplicate) => RedriveOutcome::AlreadyApplied,

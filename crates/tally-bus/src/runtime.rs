@@ -187,7 +187,7 @@ async fn consume_loop(
         }
         let mut skipped_to = None;
         for entry in batch {
-            if !consumer.wants(&entry.envelope.event_type) {
+            if !consumer.wants(&entry.topic) {
                 skipped_to = Some(entry.seq);
                 position = entry.seq;
                 continue;
@@ -216,8 +216,13 @@ async fn deliver(
     settings: &BusSettings,
     shutdown: &CancellationToken,
 ) -> Option<()> {
-    let event = &entry.envelope;
     let mut attempt = 1;
+    let event = match &entry.envelope {
+        Ok(event) => event,
+        Err(error) => {
+            return bury_until_done(consumer, source, entry, error, 0, settings, shutdown).await
+        }
+    };
     loop {
         let error = match consumer.apply(source, entry.seq, event).await {
             Ok(_) => {
@@ -246,23 +251,36 @@ async fn deliver(
                 continue;
             }
         };
-        tracing::error!(
-            consumer = consumer.name, event_id = %event.id, event_type = %event.event_type,
-            attempts = attempt, error = %error, "event moved to the dead letters"
-        );
-        loop {
-            match dead_letter::bury(consumer, source, entry.seq, event, &error, attempt).await {
-                Ok(()) => {
-                    metrics::counter!("tally_dead_letters_total", "consumer" => consumer.name)
-                        .increment(1);
-                    return Some(());
-                }
-                Err(e) => {
-                    tracing::warn!(consumer = consumer.name, error = %e, "failed to bury event");
-                    tokio::select! {
-                        _ = tokio::time::sleep(settings.retry_max) => {}
-                        _ = shutdown.cancelled() => return None,
-                    }
+        return bury_until_done(consumer, source, entry, &error, attempt, settings, shutdown).await;
+    }
+}
+
+/// Parks an entry in the dead letters, retrying the write until it succeeds. None on shutdown.
+async fn bury_until_done(
+    consumer: &Consumer,
+    source: &str,
+    entry: &log::LogEntry,
+    error: &str,
+    attempts: u32,
+    settings: &BusSettings,
+    shutdown: &CancellationToken,
+) -> Option<()> {
+    tracing::error!(
+        consumer = consumer.name, event_id = %entry.id, event_type = %entry.topic,
+        attempts, error = %error, "event moved to the dead letters"
+    );
+    loop {
+        match dead_letter::bury(consumer, source, entry, error, attempts).await {
+            Ok(()) => {
+                metrics::counter!("tally_dead_letters_total", "consumer" => consumer.name)
+                    .increment(1);
+                return Some(());
+            }
+            Err(e) => {
+                tracing::warn!(consumer = consumer.name, error = %e, "failed to bury event");
+                tokio::select! {
+                    _ = tokio::time::sleep(settings.retry_max) => {}
+                    _ = shutdown.cancelled() => return None,
                 }
             }
         }

@@ -39,13 +39,17 @@ pub enum Location {
 }
 
 impl Location {
-    /// `postgres://...` (or `postgresql://`) selects PostgreSQL; anything else is a data folder.
-    pub fn from_settings(database_url: Option<&str>, data_dir: &Path) -> Self {
+    /// A `postgres://` (or `postgresql://`) URL selects PostgreSQL; no URL, the data folder.
+    /// Any other URL is refused rather than silently ignored.
+    pub fn from_settings(database_url: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
         match database_url {
+            None | Some("") => Ok(Location::SqliteDir(data_dir.to_owned())),
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Location::Postgres(url.to_owned())
+                Ok(Location::Postgres(url.to_owned()))
             }
-            _ => Location::SqliteDir(data_dir.to_owned()),
+            Some(_) => anyhow::bail!(
+                "the database URL must start with postgres://; for SQLite give a data folder instead"
+            ),
         }
     }
 }

@@ -16,7 +16,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
@@ -69,7 +71,8 @@ pub fn router(platform: Platform, settings: &HttpSettings) -> Router {
                     Problem::internal(&anyhow::anyhow!("a request handler panicked"))
                         .into_response()
                 }))
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(middleware::from_fn(drop_unusable_request_id))
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestV7))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(TraceLayer::new_for_http().make_span_with(request_span))
                 .layer(middleware::from_fn(crate::metrics::track))
@@ -80,6 +83,34 @@ pub fn router(platform: Platform, settings: &HttpSettings) -> Router {
                 ))
                 .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),
         )
+}
+
+/// Request ids Tally makes: UUID v7.
+#[derive(Clone, Copy)]
+struct MakeRequestV7;
+
+impl MakeRequestId for MakeRequestV7 {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = tally_kernel::id::new_v7().to_string();
+        axum::http::HeaderValue::from_str(&id)
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// Longest client-sent request id kept; longer ones are replaced by one Tally makes.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A client may send its own `x-request-id` to correlate its logs with Tally's; one that is too
+/// long or not plain visible ASCII is dropped (and replaced) so that it cannot flood logs.
+async fn drop_unusable_request_id(mut request: Request, next: Next) -> Response {
+    let unusable = request.headers().get(REQUEST_ID).is_some_and(|v| {
+        v.len() > MAX_REQUEST_ID_LEN || !v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    });
+    if unusable {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(request).await
 }
 
 /// The span of one request: method, route template and request id; never bodies or queries.

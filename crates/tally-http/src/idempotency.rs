@@ -116,7 +116,32 @@ impl From<anyhow::Error> for Failure {
 /// Runs `work` in a write transaction of `db` and answers `success` with its result; with a key,
 /// stores the response in the same transaction and replays it for retries. `work` may run more
 /// than once (after a deadlock), each time in a new transaction.
+///
+/// The work runs in a task of its own: if the client goes away or the request times out, the
+/// transaction still finishes (commits or rolls back) instead of being dropped halfway, so the
+/// connection is never left inside an abandoned transaction. A timed-out request may therefore
+/// have been applied: retrying it with the same key tells.
 pub async fn execute<T, F>(
+    db: &Db,
+    request: Option<IdempotentRequest>,
+    success: StatusCode,
+    work: F,
+) -> Response
+where
+    T: Serialize + Send + 'static,
+    F: for<'t> Fn(&'t mut WriteTx) -> BoxFuture<'t, Result<T, Failure>> + Send + Sync + 'static,
+{
+    let db = db.clone();
+    let task = tokio::spawn(async move { execute_here(&db, request, success, work).await });
+    match task.await {
+        Ok(response) => response,
+        Err(e) => {
+            Problem::internal(&anyhow::anyhow!("the request's task failed: {e}")).into_response()
+        }
+    }
+}
+
+async fn execute_here<T, F>(
     db: &Db,
     request: Option<IdempotentRequest>,
     success: StatusCode,

@@ -11,6 +11,6 @@ pub mod problem;
 
 pub use amount::{AmountInput, AmountOutput};
 pub use app::{HttpSettings, Platform};
-pub use extract::{ApiJson, ApiQuery, Caller, RequestMeta};
+pub use extract::{ApiJson, ApiJsonOrEmpty, ApiQuery, Caller, RequestMeta};
 pub use idempotency::{execute, Failure, IdempotencyHeader, IdempotentRequest};
 pub use problem::{FieldError, Problem};

@@ -77,7 +77,7 @@ impl Problem {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not Found")
             .with_detail(format!("{what} does not exist"))
     }
 

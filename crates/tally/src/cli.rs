@@ -54,17 +54,15 @@ pub enum SyncArg {
 }
 
 impl DbArgs {
-    fn settings(&self) -> DbSettings {
-        let mut settings = DbSettings::new(Location::from_settings(
-            self.database_url.as_deref(),
-            &self.data_dir,
-        ));
+    fn settings(&self) -> anyhow::Result<DbSettings> {
+        let location = Location::from_settings(self.database_url.as_deref(), &self.data_dir)?;
+        let mut settings = DbSettings::new(location);
         settings.max_connections = self.db_max_connections;
         settings.sqlite_sync = match self.sqlite_synchronous {
             SyncArg::Full => SqliteSync::Full,
             SyncArg::Normal => SqliteSync::Normal,
         };
-        settings
+        Ok(settings)
     }
 }
 
@@ -90,7 +88,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TALLY_PORT", default_value_t = 8080)]
     pub port: u16,
     /// Run no event consumers in this process (another process runs them).
-    #[arg(long, env = "TALLY_NO_CONSUMERS")]
+    #[arg(long, env = "TALLY_NO_CONSUMERS", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_consumers: bool,
     /// Currency of wallets opened without one.
     #[arg(long, env = "TALLY_DEFAULT_CURRENCY", default_value = "USD")]
@@ -108,7 +106,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TALLY_CONSUMER_MAX_ATTEMPTS", default_value_t = 5)]
     pub consumer_max_attempts: u32,
     /// Logs as JSON lines instead of text.
-    #[arg(long, env = "TALLY_LOG_JSON")]
+    #[arg(long, env = "TALLY_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     pub log_json: bool,
 }
 
@@ -125,7 +123,7 @@ pub enum DlqCommand {
         /// The dead letter to redrive.
         #[arg(long, conflicts_with = "all", required_unless_present = "all")]
         id: Option<String>,
-        /// Redrive every dead letter.
+        /// Redrive every dead letter (the default when no --id is given is an error).
         #[arg(long)]
         all: bool,
     },
@@ -145,7 +143,7 @@ pub enum EventsCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = cli.db.settings();
+    let settings = cli.db.settings()?;
     match cli.command {
         Command::Serve(args) => serve(settings, args).await,
         Command::Migrate => {
@@ -270,21 +268,28 @@ async fn dlq(platform: &Platform, cmd: DlqCommand) -> anyhow::Result<()> {
             }
             eprintln!("{count} dead letter(s)");
         }
-        DlqCommand::Redrive { id, all } => {
+        DlqCommand::Redrive { id, all: _ } => {
+            use tally_bus::dead_letter::RedriveOutcome;
             let mut failed = 0;
             let mut done = 0;
             for consumer in bus.consumers() {
-                let letters = tally_bus::dead_letter::list(&consumer.db, false).await?;
-                for letter in letters.iter().filter(|l| l.consumer == consumer.name) {
-                    if !all && id.as_deref() != Some(letter.id.as_str()) {
-                        continue;
+                let ids: Vec<String> = match &id {
+                    Some(id) => vec![id.clone()],
+                    None => tally_bus::dead_letter::list(&consumer.db, false)
+                        .await?
+                        .into_iter()
+                        .filter(|l| l.consumer == consumer.name)
+                        .map(|l| l.id)
+                        .collect(),
+                };
+                for letter in ids {
+                    let outcome = tally_bus::dead_letter::redrive(consumer, &letter).await?;
+                    match &outcome {
+                        RedriveOutcome::NotFound => continue,
+                        RedriveOutcome::Failed(_) => failed += 1,
+                        RedriveOutcome::Applied | RedriveOutcome::AlreadyApplied => done += 1,
                     }
-                    let outcome = tally_bus::dead_letter::redrive(consumer, &letter.id).await?;
-                    println!("{} {} {:?}", letter.id, letter.event_type, outcome);
-                    match outcome {
-                        tally_bus::dead_letter::RedriveOutcome::Failed(_) => failed += 1,
-                        _ => done += 1,
-                    }
+                    println!("{letter} {} {outcome:?}", consumer.name);
                 }
             }
             if done + failed == 0 {
@@ -323,7 +328,7 @@ async fn tail(platform: &Platform, from_start: bool, service: Option<&str>) -> a
         let mut idle = true;
         for (db, position) in logs.iter().zip(positions.iter_mut()) {
             for entry in tally_bus::log::read_after(db, *position, 500).await? {
-                writeln!(out, "{}", serde_json::to_string(&entry.envelope)?)?;
+                writeln!(out, "{}", entry.raw)?;
                 *position = entry.seq;
                 idle = false;
             }

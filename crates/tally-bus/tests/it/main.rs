@@ -171,13 +171,17 @@ async fn outbox_is_gap_free_in_commit_order_and_keeps_no_rolled_back_event(backe
         (1..=60).collect::<Vec<_>>(),
         "positions are 1..=n with no gap"
     );
-    let mut ids: Vec<_> = log.iter().map(|e| e.envelope.id).collect();
+    let mut ids: Vec<_> = log
+        .iter()
+        .map(|e| e.envelope.as_ref().unwrap().id)
+        .collect();
     ids.sort();
     committed.sort();
     assert_eq!(ids, committed, "exactly the committed events, each once");
     for pair in log.chunks(2) {
         assert_eq!(
-            pair[0].envelope.aggregate_id, pair[1].envelope.aggregate_id,
+            pair[0].envelope.as_ref().unwrap().aggregate_id,
+            pair[1].envelope.as_ref().unwrap().aggregate_id,
             "one transaction's events stay together"
         );
     }
@@ -372,3 +376,60 @@ async fn a_consumer_resumes_from_its_position_after_a_restart(backend: TestBacke
     );
 }
 both_backends!(a_consumer_resumes_from_its_position_after_a_restart);
+
+async fn an_unreadable_event_goes_to_the_dead_letters_instead_of_blocking(backend: TestBackend) {
+    let Some(loc) = TestLocation::new(backend).await else {
+        return;
+    };
+    let source = open(&loc, "source").await;
+    let sink = open(&loc, "sink").await;
+    let counter = Counter::new();
+    let consumer = Consumer {
+        name: "sink.counter",
+        topics: &["note.written"],
+        db: sink.clone(),
+        handler: counter.clone(),
+    };
+    let broken = event(1, false);
+    publish(&source, &[broken.clone(), event(2, false)]).await;
+    let mut tx = source.begin_write().await.unwrap();
+    sqlx::query("UPDATE outbox SET envelope = '{not json' WHERE id = $1")
+        .bind(broken.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut bus = EmbeddedBus::new(BusSettings {
+        poll_interval: Duration::from_millis(10),
+        ..BusSettings::default()
+    });
+    bus.add_log(source.clone(), &["note.written"]);
+    bus.add_consumer(consumer.clone());
+    let shutdown = CancellationToken::new();
+    let mut tasks = bus.spawn(true, shutdown.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while consumer.position("source").await.unwrap() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the consumer stopped at the unreadable event"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    assert_eq!(total(&sink).await, 1, "the readable event was applied");
+    let dead = dead_letter::list(&sink, false).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].event_id, broken.id.to_string());
+    assert!(
+        dead[0].error.contains("not a valid envelope"),
+        "{}",
+        dead[0].error
+    );
+    assert!(matches!(
+        dead_letter::redrive(&consumer, &dead[0].id).await.unwrap(),
+        RedriveOutcome::Failed(_)
+    ));
+}
+both_backends!(an_unreadable_event_goes_to_the_dead_letters_instead_of_blocking);

@@ -8,8 +8,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tally_db::Db;
 use tally_http::{
-    execute, AmountInput, AmountOutput, ApiJson, ApiQuery, FieldError, IdempotencyHeader,
-    IdempotentRequest, Problem, RequestMeta,
+    execute, AmountInput, AmountOutput, ApiJson, ApiJsonOrEmpty, ApiQuery, FieldError,
+    IdempotencyHeader, IdempotentRequest, Problem, RequestMeta,
 };
 use tally_kernel::{Currency, Decimal, Money};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -77,7 +77,7 @@ pub(crate) fn problem(e: &WalletError) -> Problem {
             Problem::not_found(&detail).with_detail(detail)
         }
         E::LoginTaken => conflict("login-taken", "Login taken").with_field("login", detail),
-        E::InsufficientFunds { .. } => {
+        E::InsufficientFunds { .. } | E::Overdraft(_) => {
             conflict("insufficient-funds", "Insufficient funds").with_field("amount", detail)
         }
         E::SameWallet => Problem::invalid_field("walletToId", detail),
@@ -377,13 +377,13 @@ async fn remove_client(
     execute(&db, request, StatusCode::OK, move |tx| {
         let (w, meta) = (w.clone(), meta.clone());
         Box::pin(async move {
-            let client = w.store.remove_client(tx, id, &meta).await?;
+            let (client, wallets) = w.store.remove_client(tx, id, &meta).await?;
             Ok(ClientView {
                 id: client.id,
                 login: client.login,
                 name: client.name,
                 status: client.status,
-                wallets: Vec::new(),
+                wallets: wallets.iter().map(WalletView::from).collect(),
             })
         })
     })
@@ -409,14 +409,14 @@ async fn open_wallet(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<OpenWalletRequest>,
 ) -> Response {
+    let client_id = match path_id(&id) {
+        Ok(id) => id,
+        Err(p) => return p.into_response(),
+    };
     let mut f = Fields::default();
-    let client_id = f.take(path_id(&id).map_err(|_| FieldError {
-        field: "id".into(),
-        detail: "must be a wallet-service id".into(),
-    }));
     let currency = f.currency(body.currency.as_deref());
-    let (client_id, currency) = match f.finish(client_id.zip(currency)) {
-        Ok((id, c)) => (id, c.unwrap_or(w.default_currency)),
+    let currency = match f.finish(currency) {
+        Ok(c) => c.unwrap_or(w.default_currency),
         Err(p) => return p.into_response(),
     };
     let request = IdempotentRequest::new(
@@ -742,7 +742,11 @@ async fn place_hold(
     let mut f = Fields::default();
     let amount = f.take(body.amount.positive_decimal("amount"));
     let currency = f.currency(body.currency.as_deref());
-    if body.reference.as_ref().is_some_and(|r| r.len() > 200) {
+    if body
+        .reference
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > 200)
+    {
         f.0.push(FieldError {
             field: "reference".into(),
             detail: "is too long".into(),
@@ -817,7 +821,7 @@ async fn capture_hold(
     RequestMeta(meta): RequestMeta,
     idem: IdempotencyHeader,
     Path(hold_id): Path<String>,
-    ApiJson(body): ApiJson<CaptureRequest>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<CaptureRequest>,
 ) -> Response {
     let amount = match body
         .amount

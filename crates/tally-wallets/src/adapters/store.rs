@@ -276,12 +276,7 @@ impl Store {
                     wallet_id = account.id,
                     "balance check constraint refused a posting"
                 );
-                Err(WalletError::InsufficientFunds {
-                    wallet_id: account.id,
-                    available: account.money(0),
-                    requested: account.money(0),
-                }
-                .into())
+                Err(WalletError::Overdraft(account.id).into())
             }
             Err(e) => Err(e.into()),
         }
@@ -410,11 +405,8 @@ impl Store {
         tx: &mut WriteTx,
         client_id: i64,
         meta: &EventMeta,
-    ) -> Result<Client, Failure> {
+    ) -> Result<(Client, Vec<Account>), Failure> {
         let mut client = self.client_in(tx, client_id).await?;
-        if client.status == "removed" {
-            return Ok(client);
-        }
         let sql = format!(
             "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE client_id = $1 ORDER BY id{}",
             self.db.for_update()
@@ -423,11 +415,18 @@ impl Store {
             .bind(client_id)
             .fetch_all(&mut **tx)
             .await?;
-        for row in &rows {
-            let wallet = account_from_row(row)?;
-            if wallet.balance_minor != 0 || wallet.held_minor != 0 {
-                return Err(WalletError::ClientHasFunds(client_id).into());
-            }
+        let mut wallets = rows
+            .iter()
+            .map(account_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if client.status == "removed" {
+            return Ok((client, wallets));
+        }
+        if wallets
+            .iter()
+            .any(|w| w.balance_minor != 0 || w.held_minor != 0)
+        {
+            return Err(WalletError::ClientHasFunds(client_id).into());
         }
         sqlx::query("UPDATE accounts SET status = 'closed' WHERE client_id = $1")
             .bind(client_id)
@@ -440,7 +439,10 @@ impl Store {
         self.publish(tx, meta, &[WalletEvent::ClientRemoved { client_id }])
             .await?;
         client.status = "removed".into();
-        Ok(client)
+        for wallet in &mut wallets {
+            wallet.open = false;
+        }
+        Ok((client, wallets))
     }
 
     pub async fn deposit(

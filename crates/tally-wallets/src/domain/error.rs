@@ -18,6 +18,10 @@ pub enum WalletError {
         available: Money,
         requested: Money,
     },
+    /// The database's check refused a posting the service let through: a defect, caught by the
+    /// second line of defence.
+    #[error("the ledger refused to overdraw wallet {0}")]
+    Overdraft(i64),
     #[error("a transfer needs two different wallets")]
     SameWallet,
     #[error("wallet {wallet_id} holds {expected}, not {got}")]

@@ -210,7 +210,7 @@ pub fn place_hold(wallet: &mut Account, amount: Money) -> Result<(), WalletError
 }
 
 /// Captures `amount` (the whole hold when `None`) into `to`, releasing the rest of the hold.
-/// Returns the posting, or `None` when nothing is captured.
+/// Returns the posting that moves the captured amount.
 pub fn capture_hold(
     hold: &mut Hold,
     wallet: &mut Account,
@@ -219,6 +219,7 @@ pub fn capture_hold(
 ) -> Result<Posting, WalletError> {
     check_placed(hold)?;
     let amount = amount.unwrap_or(hold.amount);
+    to.check_open()?;
     to.check_currency(amount, "walletToId")?;
     if amount.currency != hold.amount.currency || amount.amount_minor > hold.amount.amount_minor {
         return Err(WalletError::CaptureExceedsHold {
