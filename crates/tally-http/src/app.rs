@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderName, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -131,8 +131,15 @@ fn request_span(request: &Request) -> tracing::Span {
 /// Turns any error the framework or a layer answered on its own (405, 408, a plain-text
 /// rejection) into problem+json, so that clients see one error format.
 async fn problemize(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
     let status = response.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the oversized body was never read: the connection cannot carry another
+        // request, so say so instead of letting a keep-alive client reuse it.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)

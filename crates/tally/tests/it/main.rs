@@ -1,0 +1,11 @@
+//! Black-box tests of `tally serve`: each test starts the real binary on port 0 with a fresh
+//! database (SQLite, and PostgreSQL when reachable) and speaks HTTP to it, as a user would.
+
+#[macro_use]
+mod support;
+
+mod bad_input;
+mod concurrency;
+mod crash;
+mod idempotency;
+mod wallets_api;
