@@ -6,11 +6,13 @@
 //! everything. Tokens live in the platform's `auth` database, not in any service's.
 
 pub mod layer;
+pub mod limit;
 pub mod scope;
 pub mod store;
 pub mod token;
 
 pub use layer::{require, AuthState};
+pub use limit::{WriteLimiter, WriteRate};
 pub use scope::{Access, Scope, ScopeError, Scopes};
 pub use store::{TokenInfo, SCHEMA};
 pub use token::IssuedToken;

@@ -53,14 +53,18 @@ async fn insert(
     Ok(())
 }
 
-/// Creates the first admin token when no token was ever created; `None` otherwise.
+/// Creates the first admin token of a new installation; `None` when one was made before (by
+/// this process or another one starting at the same time).
 pub async fn first_admin_token(db: &Db) -> anyhow::Result<Option<IssuedToken>> {
     let mut tx = db.begin_write().await?;
-    let count: i64 = sqlx::query("SELECT COUNT(*) FROM api_tokens")
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-    if count > 0 {
+    let claimed = sqlx::query(
+        "INSERT INTO auth_bootstrap (id, created_at) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(tally_kernel::time::to_db(tally_kernel::time::now()))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if claimed == 0 {
         return Ok(None);
     }
     let token = IssuedToken::generate()?;

@@ -11,8 +11,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use tally_db::Db;
-use tokio::net::TcpListener;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -32,6 +38,8 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// Longest a request may take before it is answered 408.
     pub request_timeout: Duration,
+    /// Most connections served at once; more wait in the kernel's backlog until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for HttpSettings {
@@ -39,6 +47,7 @@ impl Default for HttpSettings {
         Self {
             body_limit_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
         }
     }
 }
@@ -50,15 +59,22 @@ pub struct Platform {
     pub openapi: utoipa::openapi::OpenApi,
     pub readiness: Vec<Db>,
     pub metrics: PrometheusHandle,
+    /// Wraps the `/metrics` route (to require a token), or leaves it open when `None`.
+    pub guard_metrics: Option<Box<dyn FnOnce(Router) -> Router + Send>>,
 }
 
 pub fn router(platform: Platform, settings: &HttpSettings) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID);
+    let metrics = Router::new().route("/metrics", get(render_metrics).with_state(platform.metrics));
+    let metrics = match platform.guard_metrics {
+        Some(guard) => guard(metrics),
+        None => metrics,
+    };
     let ops = Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .with_state(platform.readiness)
-        .route("/metrics", get(render_metrics).with_state(platform.metrics));
+        .merge(metrics);
     let docs = SwaggerUi::new("/docs").url("/openapi.json", platform.openapi);
     Router::new()
         .merge(platform.api)
@@ -179,16 +195,95 @@ async fn render_metrics(State(handle): State<PrometheusHandle>) -> Response {
         .into_response()
 }
 
-/// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish.
+/// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish. At most
+/// `max_connections` connections are open at once.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    max_connections: usize,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    let listener = LimitedListener {
+        inner: listener,
+        permits: Arc::new(Semaphore::new(max_connections.max(1))),
+    };
+    axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// A listener that accepts a connection only while fewer than its permits are open.
+struct LimitedListener {
+    inner: TcpListener,
+    permits: Arc<Semaphore>,
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = LimitedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let permit = match self.permits.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => unreachable!("the semaphore is never closed"),
+        };
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        (
+            LimitedStream {
+                io,
+                _permit: permit,
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection holding its permit until it closes.
+struct LimitedStream {
+    io: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for LimitedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LimitedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }

@@ -197,38 +197,34 @@ where
         },
         Err(Failure::Refused(problem)) => {
             // Nothing of the refused work may commit: record the refusal in a transaction of
-            // its own.
+            // its own. Only refusals that depend on the state (409: insufficient funds, a closed
+            // wallet) are stored; a request that was wrong in itself (404, 422) is not, so that
+            // it can be corrected and sent again with the same key, as at Stripe.
             tx.rollback().await?;
             let stored = StoredResponse {
                 status: problem.status,
                 body: problem.to_body(),
             };
             return match request {
-                Some(req) => record_alone(db, req, stored).await,
-                None => Ok(respond(&stored, false)),
+                Some(req) if problem.status == StatusCode::CONFLICT.as_u16() => {
+                    record_alone(db, req, stored).await
+                }
+                _ => Ok(respond(&stored, false)),
             };
         }
         Err(Failure::Db(e)) => return Err(e),
         Err(Failure::Internal(e)) => return Ok(Problem::internal(&e).into_response()),
     };
-    if let Some(req) = request {
-        if let Err(e) = idempotency::record(
-            &mut tx,
-            &req.scope,
-            req.key.as_str(),
-            &req.request_hash,
-            &stored,
-        )
-        .await
-        {
-            drop(tx);
-            return replay_after_conflict(db, req, e).await;
+    match request {
+        Some(req) => record_and_commit(db, tx, req, stored).await,
+        None => {
+            db.commit(tx).await?;
+            Ok(respond(&stored, false))
         }
     }
-    db.commit(tx).await?;
-    Ok(respond(&stored, false))
 }
 
+/// Records a refusal in a transaction of its own (the refused work was rolled back).
 async fn record_alone(
     db: &Db,
     req: &IdempotentRequest,
@@ -236,22 +232,26 @@ async fn record_alone(
 ) -> Result<Response, sqlx::Error> {
     let mut tx = db.begin_write().await?;
     match idempotency::lookup_in(&mut tx, &req.scope, req.key.as_str(), &req.request_hash).await? {
-        Lookup::Miss => {}
-        found => return Ok(answer_found(found)),
+        Lookup::Miss => record_and_commit(db, tx, req, stored).await,
+        found => Ok(answer_found(found)),
     }
-    if let Err(e) = idempotency::record(
-        &mut tx,
-        &req.scope,
-        req.key.as_str(),
-        &req.request_hash,
-        &stored,
-    )
-    .await
+}
+
+/// Stores the response for the key in `tx` and commits. If a concurrent request with the same
+/// key committed first, `tx` is dropped and that request's record answers instead.
+async fn record_and_commit(
+    db: &Db,
+    mut tx: WriteTx,
+    req: &IdempotentRequest,
+    stored: StoredResponse,
+) -> Result<Response, sqlx::Error> {
+    let key = req.key.as_str();
+    if let Err(e) = idempotency::record(&mut tx, &req.scope, key, &req.request_hash, &stored).await
     {
         drop(tx);
         return replay_after_conflict(db, req, e).await;
     }
-    tx.commit().await?;
+    db.commit(tx).await?;
     Ok(respond(&stored, false))
 }
 

@@ -78,6 +78,26 @@ pub enum Command {
     /// Watch the event logs.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Create, list and revoke API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once.
+    Create {
+        /// What the token is for (shown by `token list`).
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes: SERVICE:read, SERVICE:write (includes read), or admin.
+        #[arg(long)]
+        scopes: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id; it is refused within the token cache time.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +125,22 @@ pub struct ServeArgs {
     /// Attempts at an event before it goes to the dead letters.
     #[arg(long, env = "TALLY_CONSUMER_MAX_ATTEMPTS", default_value_t = 5)]
     pub consumer_max_attempts: u32,
+    /// Most connections served at once.
+    #[arg(long, env = "TALLY_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Sustained writes (POST, PUT, PATCH, DELETE) per minute per API token; 0 turns the limit off.
+    #[arg(long, env = "TALLY_WRITE_RATE_PER_MINUTE", default_value_t = 6000)]
+    pub write_rate_per_minute: u32,
+    /// Writes a token may make at once above the sustained rate.
+    #[arg(long, env = "TALLY_WRITE_BURST", default_value_t = 1000)]
+    pub write_burst: u32,
+    /// How long a verified token is trusted before it is read again (a revocation takes effect
+    /// within it), in milliseconds.
+    #[arg(long, env = "TALLY_TOKEN_CACHE_MS", default_value_t = 2000)]
+    pub token_cache_ms: u64,
+    /// Require a token with `metrics:read` (or admin) for /metrics.
+    #[arg(long, env = "TALLY_PROTECT_METRICS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub protect_metrics: bool,
     /// Logs as JSON lines instead of text.
     #[arg(long, env = "TALLY_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     pub log_json: bool,
@@ -162,6 +198,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             platform.close().await;
             result
         }
+        Command::Token(cmd) => {
+            init_logs(false);
+            let auth = tally_db::Db::open_and_migrate(&settings, &tally_auth::SCHEMA).await?;
+            let result = token(&auth, cmd).await;
+            auth.close().await;
+            result
+        }
         Command::Events(EventsCommand::Tail {
             from_start,
             service,
@@ -196,6 +239,11 @@ async fn serve(settings: DbSettings, args: ServeArgs) -> anyhow::Result<()> {
     let default_currency = Currency::parse(&args.default_currency)
         .with_context(|| format!("--default-currency {} is not usable", args.default_currency))?;
     let platform = Platform::open(&settings).await?;
+    if let Some(token) = tally_auth::store::first_admin_token(&platform.auth).await? {
+        // Shown once, on standard output only: it is never logged or stored.
+        println!("admin token: {}", token.text);
+        tracing::info!(token_id = %token.id, "created the first admin token (printed once on stdout)");
+    }
     let shutdown = CancellationToken::new();
     let bus = platform.bus(args.consumer_max_attempts);
     let mut tasks = bus.spawn(!args.no_consumers, shutdown.clone());
@@ -207,8 +255,26 @@ async fn serve(settings: DbSettings, args: ServeArgs) -> anyhow::Result<()> {
     let http = tally_http::HttpSettings {
         body_limit_bytes: args.body_limit_bytes,
         request_timeout: Duration::from_millis(args.request_timeout_ms),
+        max_connections: args.max_connections,
     };
-    let app = tally_http::app::router(platform.http(default_currency), &http);
+    let limiter = tally_auth::WriteLimiter::new(tally_auth::WriteRate {
+        per_minute: args.write_rate_per_minute,
+        burst: args.write_burst,
+    });
+    tasks.spawn(platform::forget_idle_buckets(
+        limiter.clone(),
+        shutdown.clone(),
+    ));
+    let security = platform::Security {
+        auth: tally_auth::AuthState::new(
+            platform.auth.clone(),
+            platform::SCOPE_SERVICES,
+            Duration::from_millis(args.token_cache_ms),
+        ),
+        limiter,
+        protect_metrics: args.protect_metrics,
+    };
+    let app = tally_http::app::router(platform.http(default_currency, security), &http);
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("failed to listen on {}:{}", args.host, args.port))?;
@@ -225,7 +291,7 @@ async fn serve(settings: DbSettings, args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing in-flight requests");
         signal.cancel();
     });
-    tally_http::app::serve(listener, app, shutdown.clone())
+    tally_http::app::serve(listener, app, http.max_connections, shutdown.clone())
         .await
         .context("the HTTP server failed")?;
     shutdown.cancel();
@@ -301,6 +367,32 @@ async fn dlq(platform: &Platform, cmd: DlqCommand) -> anyhow::Result<()> {
             if failed > 0 {
                 anyhow::bail!("{failed} dead letter(s) failed again");
             }
+        }
+    }
+    Ok(())
+}
+
+async fn token(auth: &tally_db::Db, cmd: TokenCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::Create { name, scopes } => {
+            let scopes = tally_auth::Scopes::parse(&scopes, platform::SCOPE_SERVICES)?;
+            let token = tally_auth::store::create(auth, &name, &scopes).await?;
+            eprintln!(
+                "created token {} ({name}, {scopes}); it is shown once:",
+                token.id
+            );
+            println!("{}", token.text);
+        }
+        TokenCommand::List => {
+            for info in tally_auth::store::list(auth).await? {
+                println!("{}", serde_json::to_string(&info)?);
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            if !tally_auth::store::revoke(auth, &id).await? {
+                anyhow::bail!("no active token has id {id}");
+            }
+            eprintln!("revoked token {id}");
         }
     }
     Ok(())

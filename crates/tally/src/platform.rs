@@ -8,9 +8,38 @@ use tally_kernel::Currency;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi as _;
 
+/// Every service a token's scope may name, whether or not this build runs it yet, and
+/// `metrics` for a protected `/metrics`.
+pub const SCOPE_SERVICES: &[&str] = &[
+    "patients",
+    "care",
+    "billing",
+    "wallets",
+    "claims",
+    "trading",
+    "reporting",
+    "notifications",
+    "metrics",
+];
+
 pub struct Platform {
     wallets: Db,
     reporting: Db,
+    pub auth: Db,
+}
+
+/// How requests are authenticated and limited.
+pub struct Security {
+    pub auth: tally_auth::AuthState,
+    pub limiter: tally_auth::WriteLimiter,
+    pub protect_metrics: bool,
+}
+
+impl Security {
+    /// Token check and write limit for one service's routes.
+    fn protect(&self, router: axum::Router, service: &'static str) -> axum::Router {
+        tally_auth::require(self.limiter.apply(router), self.auth.clone(), service)
+    }
 }
 
 impl Platform {
@@ -19,9 +48,11 @@ impl Platform {
         Ok(Platform {
             wallets: Db::open_and_migrate(settings, &tally_wallets::SCHEMA).await?,
             reporting: Db::open_and_migrate(settings, &tally_reporting::SCHEMA).await?,
+            auth: Db::open_and_migrate(settings, &tally_auth::SCHEMA).await?,
         })
     }
 
+    /// The services' databases (each with an event log).
     pub fn databases(&self) -> Vec<Db> {
         vec![self.wallets.clone(), self.reporting.clone()]
     }
@@ -38,13 +69,12 @@ impl Platform {
         bus
     }
 
-    pub fn http(&self, default_currency: Currency) -> tally_http::Platform {
+    pub fn http(&self, default_currency: Currency, security: Security) -> tally_http::Platform {
+        let wallets = tally_wallets::Wallets::new(self.wallets.clone(), default_currency);
+        let reporting = tally_reporting::router(self.reporting.clone());
         let api = axum::Router::new()
-            .merge(tally_wallets::router(tally_wallets::Wallets::new(
-                self.wallets.clone(),
-                default_currency,
-            )))
-            .merge(tally_reporting::router(self.reporting.clone()));
+            .merge(security.protect(tally_wallets::router(wallets), "wallets"))
+            .merge(security.protect(reporting, "reporting"));
         let mut openapi = tally_wallets::WalletsApi::openapi();
         openapi.merge(tally_reporting::ReportingApi::openapi());
         openapi.info.title = "Tally".into();
@@ -54,11 +84,38 @@ impl Platform {
              application/problem+json; money-moving requests take an Idempotency-Key."
                 .into(),
         );
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                utoipa::openapi::security::SecurityScheme::Http(
+                    utoipa::openapi::security::Http::new(
+                        utoipa::openapi::security::HttpAuthScheme::Bearer,
+                    ),
+                ),
+            );
+        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+        let mut readiness = self.databases();
+        readiness.push(self.auth.clone());
+        let guard_metrics: Option<Box<dyn FnOnce(axum::Router) -> axum::Router + Send>> =
+            if security.protect_metrics {
+                let auth = security.auth.clone();
+                Some(Box::new(move |router| {
+                    tally_auth::require(router, auth, "metrics")
+                }))
+            } else {
+                None
+            };
         tally_http::Platform {
             api,
             openapi,
-            readiness: self.databases(),
+            readiness,
             metrics: tally_http::metrics::handle(),
+            guard_metrics,
         }
     }
 
@@ -66,6 +123,7 @@ impl Platform {
         for db in self.databases() {
             db.close().await;
         }
+        self.auth.close().await;
     }
 }
 
@@ -85,6 +143,16 @@ pub async fn purge_idempotency_keys(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Forgets rate-limit buckets of tokens not seen lately, every minute.
+pub async fn forget_idle_buckets(limiter: tally_auth::WriteLimiter, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => limiter.forget_idle(),
             _ = shutdown.cancelled() => return,
         }
     }

@@ -8,3 +8,10 @@ CREATE TABLE api_tokens (
     created_at TEXT NOT NULL,
     revoked_at TEXT
 );
+
+-- One row once the first admin token has been made: whichever process inserts it prints the
+-- token; the others see the row and make none.
+CREATE TABLE auth_bootstrap (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    created_at TEXT NOT NULL
+);

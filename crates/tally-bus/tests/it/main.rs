@@ -129,6 +129,33 @@ impl Handler for Counter {
     }
 }
 
+/// Runs the bus with one source log and one consumer until the consumer has reached `position`
+/// (failing after 15 s), then shuts it down.
+async fn run_until(source: &Db, consumer: &Consumer, settings: BusSettings, position: i64) {
+    let mut bus = EmbeddedBus::new(settings);
+    bus.add_log(source.clone(), &["note.written"]);
+    bus.add_consumer(consumer.clone());
+    let shutdown = CancellationToken::new();
+    let mut tasks = bus.spawn(true, shutdown.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while consumer.position("source").await.unwrap() < position {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the consumer did not reach {position}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+}
+
+fn fast() -> BusSettings {
+    BusSettings {
+        poll_interval: Duration::from_millis(10),
+        ..BusSettings::default()
+    }
+}
+
 async fn total(db: &Db) -> i64 {
     sqlx::query("SELECT n FROM effects WHERE id = 'total'")
         .fetch_optional(db.reader())
@@ -256,23 +283,8 @@ async fn failing_events_are_retried_dead_lettered_and_redriven_once(backend: Tes
         poll_interval: Duration::from_millis(20),
         ..BusSettings::default()
     };
-    let mut bus = EmbeddedBus::new(settings);
-    bus.add_log(source.clone(), &["note.written"]);
-    bus.add_consumer(consumer.clone());
-    let shutdown = CancellationToken::new();
-    let mut tasks = bus.spawn(true, shutdown.clone());
-
     publish(&source, &[event(1, false), event(2, true), event(3, false)]).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while consumer.position("source").await.unwrap() < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the consumer did not get past the poison event"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    shutdown.cancel();
-    while tasks.join_next().await.is_some() {}
+    run_until(&source, &consumer, settings, 3).await;
 
     assert_eq!(
         total(&sink).await,
@@ -330,29 +342,9 @@ async fn a_consumer_resumes_from_its_position_after_a_restart(backend: TestBacke
         db: sink.clone(),
         handler: counter.clone(),
     };
-    let run = |n: i64| {
-        let (source, consumer) = (source.clone(), consumer.clone());
-        async move {
-            let mut bus = EmbeddedBus::new(BusSettings {
-                poll_interval: Duration::from_millis(10),
-                ..BusSettings::default()
-            });
-            bus.add_log(source.clone(), &["note.written"]);
-            bus.add_consumer(consumer.clone());
-            let shutdown = CancellationToken::new();
-            let mut tasks = bus.spawn(true, shutdown.clone());
-            while consumer.position("source").await.unwrap() < n {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            shutdown.cancel();
-            while tasks.join_next().await.is_some() {}
-        }
-    };
     let batch: Vec<_> = (0..20).map(|i| event(i, false)).collect();
     publish(&source, &batch).await;
-    tokio::time::timeout(Duration::from_secs(15), run(20))
-        .await
-        .expect("first run catches up");
+    run_until(&source, &consumer, fast(), 20).await;
     publish(
         &source,
         &batch[..5]
@@ -361,9 +353,7 @@ async fn a_consumer_resumes_from_its_position_after_a_restart(backend: TestBacke
             .collect::<Vec<_>>(),
     )
     .await;
-    tokio::time::timeout(Duration::from_secs(15), run(25))
-        .await
-        .expect("second run catches up");
+    run_until(&source, &consumer, fast(), 25).await;
     assert_eq!(
         total(&sink).await,
         25,
@@ -400,24 +390,7 @@ async fn an_unreadable_event_goes_to_the_dead_letters_instead_of_blocking(backen
         .unwrap();
     tx.commit().await.unwrap();
 
-    let mut bus = EmbeddedBus::new(BusSettings {
-        poll_interval: Duration::from_millis(10),
-        ..BusSettings::default()
-    });
-    bus.add_log(source.clone(), &["note.written"]);
-    bus.add_consumer(consumer.clone());
-    let shutdown = CancellationToken::new();
-    let mut tasks = bus.spawn(true, shutdown.clone());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while consumer.position("source").await.unwrap() < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the consumer stopped at the unreadable event"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    shutdown.cancel();
-    while tasks.join_next().await.is_some() {}
+    run_until(&source, &consumer, fast(), 2).await;
     assert_eq!(total(&sink).await, 1, "the readable event was applied");
     let dead = dead_letter::list(&sink, false).await.unwrap();
     assert_eq!(dead.len(), 1);

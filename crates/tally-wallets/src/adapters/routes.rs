@@ -14,7 +14,7 @@ use tally_http::{
 use tally_kernel::{Currency, Decimal, Money};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use super::store::{self, Store};
+use super::store::{self, Direction, Store};
 use crate::domain::ledger::Account;
 use crate::domain::{ClientName, Login, WalletError};
 
@@ -588,23 +588,7 @@ async fn resupply(
     idem: IdempotencyHeader,
     ApiJson(body): ApiJson<MovementRequest>,
 ) -> Response {
-    let (cmd, amount, currency) = match body.parse() {
-        Ok(parsed) => parsed,
-        Err(p) => return p.into_response(),
-    };
-    let request = IdempotentRequest::new(idem, &scope("POST /resupplies"), &cmd);
-    let db = w.db().clone();
-    execute(&db, request, StatusCode::OK, move |tx| {
-        let (w, amount, meta) = (w.clone(), amount.clone(), meta.clone());
-        Box::pin(async move {
-            let m = w
-                .store
-                .deposit(tx, cmd.wallet_id, &amount, currency, &meta)
-                .await?;
-            Ok(MovementResponse::from(m))
-        })
-    })
-    .await
+    move_external(w, meta, idem, body, Direction::Deposit).await
 }
 
 /// Withdraws money from a wallet to the outside world.
@@ -620,23 +604,7 @@ async fn withdraw(
     idem: IdempotencyHeader,
     ApiJson(body): ApiJson<MovementRequest>,
 ) -> Response {
-    let (cmd, amount, currency) = match body.parse() {
-        Ok(parsed) => parsed,
-        Err(p) => return p.into_response(),
-    };
-    let request = IdempotentRequest::new(idem, &scope("POST /withdrawals"), &cmd);
-    let db = w.db().clone();
-    execute(&db, request, StatusCode::OK, move |tx| {
-        let (w, amount, meta) = (w.clone(), amount.clone(), meta.clone());
-        Box::pin(async move {
-            let m = w
-                .store
-                .withdraw(tx, cmd.wallet_id, &amount, currency, &meta)
-                .await?;
-            Ok(MovementResponse::from(m))
-        })
-    })
-    .await
+    move_external(w, meta, idem, body, Direction::Withdrawal).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -646,6 +614,37 @@ pub struct TransferRequest {
     wallet_to_id: i64,
     amount: AmountInput,
     currency: Option<String>,
+}
+
+/// Deposits and withdrawals: the same request, the same response, opposite directions.
+async fn move_external(
+    w: Wallets,
+    meta: tally_kernel::EventMeta,
+    idem: IdempotencyHeader,
+    body: MovementRequest,
+    direction: Direction,
+) -> Response {
+    let (cmd, amount, currency) = match body.parse() {
+        Ok(parsed) => parsed,
+        Err(p) => return p.into_response(),
+    };
+    let route = match direction {
+        Direction::Deposit => "POST /resupplies",
+        Direction::Withdrawal => "POST /withdrawals",
+    };
+    let request = IdempotentRequest::new(idem, &scope(route), &cmd);
+    let db = w.db().clone();
+    execute(&db, request, StatusCode::OK, move |tx| {
+        let (w, amount, meta) = (w.clone(), amount.clone(), meta.clone());
+        Box::pin(async move {
+            let m = w
+                .store
+                .move_external(tx, direction, cmd.wallet_id, &amount, currency, &meta)
+                .await?;
+            Ok(MovementResponse::from(m))
+        })
+    })
+    .await
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -33,6 +33,13 @@ pub struct Client {
     pub status: String,
 }
 
+/// Which way money crosses the ledger's edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Deposit,
+    Withdrawal,
+}
+
 /// The result of a deposit or a withdrawal.
 #[derive(Debug, Clone)]
 pub struct Movement {
@@ -445,9 +452,12 @@ impl Store {
         Ok((client, wallets))
     }
 
-    pub async fn deposit(
+    /// A deposit into, or a withdrawal from, a wallet: money moving against the currency's
+    /// external account.
+    pub async fn move_external(
         &self,
         tx: &mut WriteTx,
+        direction: Direction,
         wallet_id: i64,
         decimal: &Decimal,
         currency: Option<Currency>,
@@ -456,48 +466,37 @@ impl Store {
         let (mut wallet, mut external) = self.lock_with_external(tx, wallet_id).await?;
         check_currency(&wallet, currency)?;
         let amount = amount(decimal, wallet.currency)?;
-        let posting = ledger::deposit(&wallet, &external, amount)?;
-        posting.apply(&mut external, &mut wallet)?;
-        let number = self
-            .post(tx, "deposit", &posting, &external, &wallet, None)
-            .await?;
-        let event = WalletEvent::FundsDeposited {
-            transaction_number: number.clone(),
-            wallet_id,
-            amount_minor: amount.amount_minor,
-            currency: amount.currency,
-            balance_after_minor: wallet.balance_minor,
+        let (kind, posting, (debit, credit)) = match direction {
+            Direction::Deposit => (
+                "deposit",
+                ledger::deposit(&wallet, &external, amount)?,
+                (&mut external, &mut wallet),
+            ),
+            Direction::Withdrawal => (
+                "withdrawal",
+                ledger::withdraw(&wallet, &external, amount)?,
+                (&mut wallet, &mut external),
+            ),
         };
-        self.publish(tx, meta, &[event]).await?;
-        Ok(Movement {
-            transaction_number: number,
-            wallet,
-            amount,
-        })
-    }
-
-    pub async fn withdraw(
-        &self,
-        tx: &mut WriteTx,
-        wallet_id: i64,
-        decimal: &Decimal,
-        currency: Option<Currency>,
-        meta: &EventMeta,
-    ) -> Result<Movement, Failure> {
-        let (mut wallet, mut external) = self.lock_with_external(tx, wallet_id).await?;
-        check_currency(&wallet, currency)?;
-        let amount = amount(decimal, wallet.currency)?;
-        let posting = ledger::withdraw(&wallet, &external, amount)?;
-        posting.apply(&mut wallet, &mut external)?;
-        let number = self
-            .post(tx, "withdrawal", &posting, &wallet, &external, None)
-            .await?;
-        let event = WalletEvent::FundsWithdrawn {
-            transaction_number: number.clone(),
-            wallet_id,
-            amount_minor: amount.amount_minor,
-            currency: amount.currency,
-            balance_after_minor: wallet.balance_minor,
+        posting.apply(debit, credit)?;
+        let number = self.post(tx, kind, &posting, debit, credit, None).await?;
+        let (transaction_number, amount_minor, balance_after_minor) =
+            (number.clone(), amount.amount_minor, wallet.balance_minor);
+        let event = match direction {
+            Direction::Deposit => WalletEvent::FundsDeposited {
+                transaction_number,
+                wallet_id,
+                amount_minor,
+                currency: amount.currency,
+                balance_after_minor,
+            },
+            Direction::Withdrawal => WalletEvent::FundsWithdrawn {
+                transaction_number,
+                wallet_id,
+                amount_minor,
+                currency: amount.currency,
+                balance_after_minor,
+            },
         };
         self.publish(tx, meta, &[event]).await?;
         Ok(Movement {

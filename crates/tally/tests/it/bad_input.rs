@@ -324,12 +324,9 @@ fn oversized(prefix: &str) -> Vec<u8> {
 /// Sends an oversized body; the server may close the connection while the body is still being
 /// written, so a transport error is retried a few times before it counts as a failure.
 async fn send_oversized(api: &Api, path: &str, body: Vec<u8>) -> Resp {
-    // A connection of its own: the server may close it after refusing the body, and a pooled
-    // connection closed that way would fail the next, unrelated request.
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("failed to build an HTTP client");
+    // The server answers 413 with `Connection: close`, so the pooled (authenticated) client
+    // never reuses the connection it refused.
+    let client = api.client();
     let mut last_error = None;
     for _ in 0..3 {
         let request = client

@@ -160,10 +160,28 @@ impl Drop for PgDatabase {
     }
 }
 
+/// A pooled client; with a token, it sends `Authorization: Bearer <token>` on every request.
+pub fn http_client(token: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .expect("a token is a valid header value");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .pool_max_idle_per_host(512)
+        .default_headers(headers)
+        .build()
+        .expect("failed to build the HTTP client")
+}
+
 /// The real `tally serve` process, on port 0, with its own data folder (and PostgreSQL database).
 pub struct TestServer {
     child: Option<Child>,
     port: u16,
+    /// The admin token printed at the first start; the client sends it with every request.
+    admin_token: Option<String>,
     client: reqwest::Client,
     root: tempfile::TempDir,
     database: Option<PgDatabase>,
@@ -181,15 +199,11 @@ impl TestServer {
             Backend::Sqlite => None,
             Backend::Postgres => Some(PgDatabase::create().await),
         };
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .pool_max_idle_per_host(512)
-            .build()
-            .expect("failed to build the HTTP client");
         let mut server = Self {
             child: None,
             port: 0,
-            client,
+            admin_token: None,
+            client: http_client(None),
             root,
             database,
         };
@@ -235,11 +249,18 @@ impl TestServer {
 
         let stdout = child.stdout.take().expect("stdout is piped");
         let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+        let (token_tx, mut token_rx) = tokio::sync::oneshot::channel();
         // Reads stdout to its end, so the server never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut port_tx = Some(port_tx);
+            let mut token_tx = Some(token_tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Some(token) = line.strip_prefix("admin token: ") {
+                    if let Some(tx) = token_tx.take() {
+                        let _ = tx.send(token.trim().to_owned());
+                    }
+                }
                 if let Some(port) = line.strip_prefix("listening on http://127.0.0.1:") {
                     if let Some(tx) = port_tx.take() {
                         let _ = tx.send(port.trim().to_owned());
@@ -262,6 +283,36 @@ impl TestServer {
         };
         self.port = port;
         self.child = Some(child);
+        // Printed before the listening line, and only at the first start.
+        if let Ok(token) = token_rx.try_recv() {
+            self.client = http_client(Some(&token));
+            self.admin_token = Some(token);
+        }
+        assert!(
+            self.admin_token.is_some(),
+            "the first start did not print `admin token: ...` on stdout"
+        );
+    }
+
+    /// The admin token printed at the first start.
+    pub fn admin_token(&self) -> &str {
+        self.admin_token
+            .as_deref()
+            .expect("the server printed an admin token")
+    }
+
+    /// The data folder and database arguments, for running other `tally` commands on the same
+    /// databases.
+    pub fn db_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--data-dir".to_owned(),
+            self.data_dir().display().to_string(),
+        ];
+        if let Some(database) = &self.database {
+            args.push("--database-url".to_owned());
+            args.push(database.url.clone());
+        }
+        args
     }
 
     /// The last part of the server's stderr (all its starts), for failure messages.
