@@ -5,6 +5,7 @@
 mod support;
 
 mod bad_input;
+mod cli;
 mod concurrency;
 mod crash;
 mod idempotency;

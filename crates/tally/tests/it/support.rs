@@ -303,6 +303,25 @@ impl TestServer {
 
     /// The data folder and database arguments, for running other `tally` commands on the same
     /// databases.
+    pub fn backend(&self) -> Backend {
+        if self.database.is_some() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
+    /// The PostgreSQL database URL, or the SQLite file of `service`, as an sqlx URL.
+    pub fn database_url(&self, service: &str) -> String {
+        match &self.database {
+            Some(database) => database.url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rw",
+                self.data_dir().join(format!("{service}.db")).display()
+            ),
+        }
+    }
+
     pub fn db_args(&self) -> Vec<String> {
         let mut args = vec![
             "--data-dir".to_owned(),
@@ -354,16 +373,17 @@ impl TestServer {
     }
 
     /// SIGTERM, then waits for the graceful shutdown (killing the process if it takes too long).
-    pub async fn stop(&mut self) {
+    /// SIGTERM, then waits for the process to exit; its exit status (None if it was not running).
+    pub async fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let Some(mut child) = self.child.take() else {
-            return;
+            return None;
         };
         let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"));
         signal::kill(pid, Signal::SIGTERM).expect("failed to send SIGTERM");
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -377,7 +397,7 @@ impl TestServer {
     /// Starts the server again on the same data folder / database (stopping it gracefully first
     /// if it still runs), with `extra_args` instead of the previous ones.
     pub async fn restart(&mut self, extra_args: &[&str]) {
-        self.stop().await;
+        let _ = self.stop().await;
         self.spawn(extra_args).await;
     }
 }

@@ -1,0 +1,231 @@
+//! The `tally` commands around `serve`: graceful shutdown, `migrate`, `events tail`, and the
+//! dead-letter workflow with `dlq list` and `dlq redrive`.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection as _, Executor as _};
+
+use crate::support::{Api, Backend, TestServer};
+
+fn tally(server: &TestServer, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(server.db_args())
+        .args(args)
+        .output()
+        .expect("failed to run tally")
+}
+
+async fn graceful_shutdown_finishes_in_flight_requests(backend: Backend) {
+    let mut server = TestServer::start(backend).await;
+    let api = server.api();
+    let wallet = api.create_client("Graceful").await.wallet_id;
+    let answered = Arc::new(AtomicI64::new(0));
+    let requests: Vec<_> = (0..150)
+        .map(|_| {
+            let (api, answered) = (api.clone(), answered.clone());
+            tokio::spawn(async move {
+                let body = format!(r#"{{"walletId":{wallet},"amount":"1.00"}}"#);
+                let result = Api::try_send(api.post_request("/resupplies", &body)).await;
+                if matches!(&result, Ok(r) if r.status == 200) {
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
+                result
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while answered.load(Ordering::SeqCst) < 5 {
+        assert!(Instant::now() < deadline, "no deposit was answered");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let status = server.stop().await.expect("the server was running");
+    assert!(
+        status.success(),
+        "tally serve exited with {status:?} after SIGTERM"
+    );
+    let mut ok = 0;
+    for request in requests {
+        match request.await.expect("the request task") {
+            Ok(response) => {
+                assert_eq!(
+                    response.status,
+                    200,
+                    "an answered request failed: {}",
+                    response.text()
+                );
+                ok += 1;
+            }
+            // Not accepted before the listener closed: never applied (checked below).
+            Err(_) => {}
+        }
+    }
+    server.restart(&[]).await;
+    let balance = server.api().wallet(wallet).await.balance;
+    assert_eq!(
+        balance,
+        ok * 100,
+        "every answered deposit, and nothing else, is in the balance"
+    );
+}
+on_both_backends!(graceful_shutdown_finishes_in_flight_requests: graceful_shutdown_sqlite, graceful_shutdown_postgres);
+
+async fn migrate_creates_every_database(backend: Backend) {
+    let mut server = TestServer::start(backend).await;
+    let _ = server.stop().await;
+    let output = tally(&server, &["migrate"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for service in ["wallets", "reporting"] {
+        assert!(stdout.contains(&format!("migrated {service}")), "{stdout}");
+    }
+}
+on_both_backends!(migrate_creates_every_database: migrate_sqlite, migrate_postgres);
+
+/// Writes an event that reporting cannot apply (a version it does not know) straight into the
+/// wallets outbox, as a newer publisher would. Returns its id.
+async fn publish_unknown_version(server: &TestServer) -> String {
+    let id = uuid::Uuid::now_v7().to_string();
+    let envelope = serde_json::json!({
+        "id": id, "type": "funds.deposited", "version": 2, "source": "wallets",
+        "aggregate_type": "wallet", "aggregate_id": "1", "occurred_at": "2026-01-01T00:00:00Z",
+        "correlation_id": "cli-test", "causation_id": "cli-test",
+        "data": { "amount_minor": 1, "currency": "USD" }
+    })
+    .to_string();
+    let values = format!(
+        "'{id}', {{seq}}, 'funds.deposited', '1', '{envelope}', '2026-01-01T00:00:00.000000Z'"
+    );
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&server.database_url("wallets"))
+        .await
+        .expect("connect to the wallets database");
+    let sql = match server.backend() {
+        // One writer at a time: take the next position in the same transaction.
+        Backend::Sqlite => format!(
+            "BEGIN IMMEDIATE; UPDATE log_head SET last_seq = last_seq + 1 WHERE id = 1; \
+             INSERT INTO outbox (id, seq, topic, partition_key, envelope, created_at) VALUES ({}); COMMIT;",
+            values.replace("{seq}", "(SELECT last_seq FROM log_head WHERE id = 1)")
+        ),
+        // The sequencer numbers it.
+        Backend::Postgres => format!(
+            "INSERT INTO wallets.outbox (id, seq, topic, partition_key, envelope, created_at) VALUES ({})",
+            values.replace("{seq}", "NULL")
+        ),
+    };
+    conn.execute(sql.as_str()).await.expect("write the event");
+    id
+}
+
+async fn dead_letters_from_the_command_line(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let api = server.api();
+    api.create_client("Dlq").await;
+    let poisoned = publish_unknown_version(&server).await;
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let listed = loop {
+        let output = tally(&server, &["dlq", "list"]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if stdout.contains(&poisoned) {
+            break stdout;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the event never reached the dead letters: {stdout}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let letter: serde_json::Value = serde_json::from_str(listed.lines().next().expect("one line"))
+        .expect("dlq list prints JSON lines");
+    assert_eq!(letter["consumer"], "reporting.statistics");
+    assert_eq!(letter["event_type"], "funds.deposited");
+    assert!(
+        letter["error"].as_str().unwrap_or("").contains("version 2"),
+        "{letter}"
+    );
+
+    // The consumer went on past it: the client created after it is counted, the event is not.
+    api.create_client("After").await;
+    let stats = crate::support::eventually(
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        "statistics count the client created after the dead letter",
+        || async {
+            let stats = api.statistics().await;
+            (stats.clients_created == 2).then_some(stats)
+        },
+    )
+    .await;
+    assert_eq!(
+        stats.deposits.count, 0,
+        "the unknown version was not applied: {stats:?}"
+    );
+
+    // It still cannot be applied: redrive says so and fails; the letter stays.
+    let redrive = tally(&server, &["dlq", "redrive", "--all"]);
+    assert!(
+        !redrive.status.success(),
+        "a redrive that failed again must fail"
+    );
+    assert!(String::from_utf8_lossy(&redrive.stderr).contains("failed again"));
+    assert!(String::from_utf8_lossy(&tally(&server, &["dlq", "list"]).stdout).contains(&poisoned));
+    let unknown = tally(&server, &["dlq", "redrive", "--id", "no-such-letter"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no dead letter"));
+
+    // `events tail --from-start` prints every event of the logs, the poisoned one included.
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(server.db_args())
+        .args(["events", "tail", "--from-start"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start events tail");
+    let stdout = tail.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.iter().any(|l: &String| l.contains(&poisoned)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert!(
+        seen.iter().any(|l| l.contains(&poisoned)),
+        "tail did not print the event: {seen:?}"
+    );
+    let created = seen
+        .iter()
+        .filter(|l| l.contains("\"type\":\"client.created\""))
+        .count();
+    assert!(created >= 1, "tail printed no client.created: {seen:?}");
+    for line in &seen {
+        serde_json::from_str::<serde_json::Value>(line)
+            .expect("each tail line is one JSON envelope");
+    }
+}
+on_both_backends!(dead_letters_from_the_command_line: dead_letters_sqlite, dead_letters_postgres);
