@@ -375,9 +375,7 @@ impl TestServer {
     /// SIGTERM, then waits for the graceful shutdown (killing the process if it takes too long).
     /// SIGTERM, then waits for the process to exit; its exit status (None if it was not running).
     pub async fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        let Some(mut child) = self.child.take() else {
-            return None;
-        };
+        let mut child = self.child.take()?;
         let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"));
         signal::kill(pid, Signal::SIGTERM).expect("failed to send SIGTERM");
         let deadline = Instant::now() + STOP_TIMEOUT;
