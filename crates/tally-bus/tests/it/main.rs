@@ -156,6 +156,35 @@ fn fast() -> BusSettings {
     }
 }
 
+/// A source log, a sink database, and a counting consumer of the source's notes.
+struct Fixture {
+    _loc: TestLocation,
+    source: Db,
+    sink: Db,
+    counter: Arc<Counter>,
+    consumer: Consumer,
+}
+
+async fn fixture(backend: TestBackend) -> Option<Fixture> {
+    let loc = TestLocation::new(backend).await?;
+    let source = open(&loc, "source").await;
+    let sink = open(&loc, "sink").await;
+    let counter = Counter::new();
+    let consumer = Consumer {
+        name: "sink.counter",
+        topics: &["note.written"],
+        db: sink.clone(),
+        handler: counter.clone(),
+    };
+    Some(Fixture {
+        _loc: loc,
+        source,
+        sink,
+        counter,
+        consumer,
+    })
+}
+
 async fn total(db: &Db) -> i64 {
     sqlx::query("SELECT n FROM effects WHERE id = 'total'")
         .fetch_optional(db.reader())
@@ -219,16 +248,15 @@ both_backends!(outbox_is_gap_free_in_commit_order_and_keeps_no_rolled_back_event
 async fn a_redelivered_event_or_a_crash_before_commit_applies_the_effect_once(
     backend: TestBackend,
 ) {
-    let Some(loc) = TestLocation::new(backend).await else {
+    let Some(Fixture {
+        _loc,
+        sink: db,
+        counter,
+        consumer,
+        ..
+    }) = fixture(backend).await
+    else {
         return;
-    };
-    let db = open(&loc, "sink").await;
-    let counter = Counter::new();
-    let consumer = Consumer {
-        name: "sink.counter",
-        topics: &["note.written"],
-        db: db.clone(),
-        handler: counter.clone(),
     };
     let e = event(1, false);
 
@@ -264,17 +292,15 @@ async fn a_redelivered_event_or_a_crash_before_commit_applies_the_effect_once(
 both_backends!(a_redelivered_event_or_a_crash_before_commit_applies_the_effect_once);
 
 async fn failing_events_are_retried_dead_lettered_and_redriven_once(backend: TestBackend) {
-    let Some(loc) = TestLocation::new(backend).await else {
+    let Some(Fixture {
+        _loc,
+        source,
+        sink,
+        counter,
+        consumer,
+    }) = fixture(backend).await
+    else {
         return;
-    };
-    let source = open(&loc, "source").await;
-    let sink = open(&loc, "sink").await;
-    let counter = Counter::new();
-    let consumer = Consumer {
-        name: "sink.counter",
-        topics: &["note.written"],
-        db: sink.clone(),
-        handler: counter.clone(),
     };
     let settings = BusSettings {
         max_attempts: 3,
@@ -330,29 +356,21 @@ async fn failing_events_are_retried_dead_lettered_and_redriven_once(backend: Tes
 both_backends!(failing_events_are_retried_dead_lettered_and_redriven_once);
 
 async fn a_consumer_resumes_from_its_position_after_a_restart(backend: TestBackend) {
-    let Some(loc) = TestLocation::new(backend).await else {
+    let Some(Fixture {
+        _loc,
+        source,
+        sink,
+        counter,
+        consumer,
+    }) = fixture(backend).await
+    else {
         return;
-    };
-    let source = open(&loc, "source").await;
-    let sink = open(&loc, "sink").await;
-    let counter = Counter::new();
-    let consumer = Consumer {
-        name: "sink.counter",
-        topics: &["note.written"],
-        db: sink.clone(),
-        handler: counter.clone(),
     };
     let batch: Vec<_> = (0..20).map(|i| event(i, false)).collect();
     publish(&source, &batch).await;
     run_until(&source, &consumer, fast(), 20).await;
-    publish(
-        &source,
-        &batch[..5]
-            .iter()
-            .map(|_| event(99, false))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    let more: Vec<_> = (0..5).map(|i| event(100 + i, false)).collect();
+    publish(&source, &more).await;
     run_until(&source, &consumer, fast(), 25).await;
     assert_eq!(
         total(&sink).await,
@@ -368,17 +386,15 @@ async fn a_consumer_resumes_from_its_position_after_a_restart(backend: TestBacke
 both_backends!(a_consumer_resumes_from_its_position_after_a_restart);
 
 async fn an_unreadable_event_goes_to_the_dead_letters_instead_of_blocking(backend: TestBackend) {
-    let Some(loc) = TestLocation::new(backend).await else {
+    let Some(Fixture {
+        _loc,
+        source,
+        sink,
+        consumer,
+        ..
+    }) = fixture(backend).await
+    else {
         return;
-    };
-    let source = open(&loc, "source").await;
-    let sink = open(&loc, "sink").await;
-    let counter = Counter::new();
-    let consumer = Consumer {
-        name: "sink.counter",
-        topics: &["note.written"],
-        db: sink.clone(),
-        handler: counter.clone(),
     };
     let broken = event(1, false);
     publish(&source, &[broken.clone(), event(2, false)]).await;
