@@ -92,8 +92,12 @@ pub struct ServiceSchema {
 static INFRA_SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 static INFRA_POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
 
-/// How long a SQLite writer waits for another process's write lock before giving up.
-const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
+/// Set on every SQLite connection: the write-ahead log, the durability asked for, waiting up to
+/// 5 s for another process's write lock, and foreign keys.
+const SQLITE_PRAGMAS_FULL: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                   PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
+const SQLITE_PRAGMAS_NORMAL: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
 
 /// One service's database handle. Cheap to clone.
 #[derive(Clone)]
@@ -236,17 +240,10 @@ async fn open_sqlite(
         .with_context(|| format!("failed to create the data folder {}", dir.display()))?;
     let path = dir.join(format!("{service}.db"));
     let url = format!("sqlite://{}?mode=rwc", path.display());
-    let synchronous = match settings.sqlite_sync {
-        SqliteSync::Full => "FULL",
-        SqliteSync::Normal => "NORMAL",
+    let pragmas = match settings.sqlite_sync {
+        SqliteSync::Full => SQLITE_PRAGMAS_FULL,
+        SqliteSync::Normal => SQLITE_PRAGMAS_NORMAL,
     };
-    let pragmas: &'static str = Box::leak(
-        format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
-             PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON;"
-        )
-        .into_boxed_str(),
-    );
     let options: AnyConnectOptions = url.parse().context("failed to parse the SQLite path")?;
     let pool = |max: u32| {
         AnyPoolOptions::new()
@@ -284,13 +281,13 @@ async fn open_postgres(
         }
     }
     conn.close().await.ok();
-    let search_path: &'static str =
-        Box::leak(format!("SET search_path TO {service}").into_boxed_str());
+    let search_path: Arc<str> = format!("SET search_path TO {service}").into();
     let pool = AnyPoolOptions::new()
         .max_connections(settings.max_connections.max(2))
         .acquire_timeout(settings.acquire_timeout)
         .after_connect(move |conn, _| {
-            Box::pin(async move { conn.execute(search_path).await.map(|_| ()) })
+            let search_path = search_path.clone();
+            Box::pin(async move { conn.execute(&*search_path).await.map(|_| ()) })
         })
         .connect_with(options)
         .await
