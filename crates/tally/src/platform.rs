@@ -25,6 +25,7 @@ pub const SCOPE_SERVICES: &[&str] = &[
 pub struct Platform {
     wallets: Db,
     reporting: Db,
+    billing: Db,
     pub auth: Db,
 }
 
@@ -48,13 +49,18 @@ impl Platform {
         Ok(Platform {
             wallets: Db::open_and_migrate(settings, &tally_wallets::SCHEMA).await?,
             reporting: Db::open_and_migrate(settings, &tally_reporting::SCHEMA).await?,
+            billing: Db::open_and_migrate(settings, &tally_billing::SCHEMA).await?,
             auth: Db::open_and_migrate(settings, &tally_auth::SCHEMA).await?,
         })
     }
 
     /// The services' databases (each with an event log).
     pub fn databases(&self) -> Vec<Db> {
-        vec![self.wallets.clone(), self.reporting.clone()]
+        vec![
+            self.wallets.clone(),
+            self.reporting.clone(),
+            self.billing.clone(),
+        ]
     }
 
     pub fn bus(&self, max_attempts: u32) -> EmbeddedBus {
@@ -65,7 +71,9 @@ impl Platform {
         let mut bus = EmbeddedBus::new(settings);
         bus.add_log(self.wallets.clone(), tally_wallets::PUBLISHES);
         bus.add_log(self.reporting.clone(), &[]);
+        bus.add_log(self.billing.clone(), tally_billing::PUBLISHES);
         bus.add_consumer(tally_reporting::statistics_consumer(self.reporting.clone()));
+        bus.add_consumer(tally_billing::payables_consumer(self.billing.clone()));
         bus
     }
 
@@ -74,9 +82,11 @@ impl Platform {
         let reporting = tally_reporting::router(self.reporting.clone());
         let api = axum::Router::new()
             .merge(security.protect(tally_wallets::router(wallets), "wallets"))
-            .merge(security.protect(reporting, "reporting"));
+            .merge(security.protect(reporting, "reporting"))
+            .merge(security.protect(tally_billing::router(self.billing.clone()), "billing"));
         let mut openapi = tally_wallets::WalletsApi::openapi();
         openapi.merge(tally_reporting::ReportingApi::openapi());
+        openapi.merge(tally_billing::BillingApi::openapi());
         openapi.info.title = "Tally".into();
         openapi.info.version = env!("CARGO_PKG_VERSION").into();
         openapi.info.description = Some(
