@@ -1,0 +1,5 @@
+pub mod csv;
+pub mod json;
+pub mod limit;
+pub mod routes;
+pub mod store;

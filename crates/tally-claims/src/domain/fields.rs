@@ -1,0 +1,407 @@
+//! The parts of a claim, each parsed from the text a payer wrote into a type that holds only valid
+//! values. Parsers get text that is already trimmed and not blank.
+//!
+//! Decisions, so that every importer reads a file the same way:
+//! - A procedure is a CDT code: an upper-case `D` and exactly four digits (`D0180`).
+//! - An NPI is exactly 10 digits whose last digit is the Luhn check digit computed over the
+//!   prefix `80840` and the first nine digits (CMS's rule). A wrong check digit is refused, not
+//!   warned about: a mistyped NPI would credit the wrong provider.
+//! - An amount is dollars: an optional `$`, digits (thousands may be grouped with commas:
+//!   `$1,250.00`), and at most two decimals (`150`, `150.5` and `150.50` are all accepted and
+//!   exact). More decimals, a minus sign, or more than $10,000,000.00 is refused. Nothing rounds.
+//! - A service date is `M/D/YY`, `M/D/YYYY` or `YYYY-MM-DD`, optionally followed by a time
+//!   `H:MM` or `H:MM:SS` (after a space or `T`), or a full RFC 3339 timestamp. A two-digit year
+//!   `YY` is the year 20YY (`3/28/18` is 2018-03-28): claims are from this century; write four
+//!   digits for an earlier year. A date without an offset is read as UTC.
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use serde::Serialize;
+use tally_kernel::time::Timestamp;
+use tally_kernel::{AmountError, Currency, Money};
+
+use super::error::Invalid;
+
+/// Claims are in US dollars (document 002's `$X.XX`).
+pub const CURRENCY: Currency = Currency::USD;
+
+/// The largest amount a claim field may hold: $10,000,000.00. It keeps every net fee, and every
+/// provider's total over billions of claims, far inside an `i64`.
+pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000;
+
+/// A CDT procedure code such as `D0180`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ProcedureCode(String);
+
+impl ProcedureCode {
+    pub fn parse(text: &str) -> Result<Self, Invalid> {
+        match text.as_bytes() {
+            [b'D', digits @ ..] if digits.len() == 4 && digits.iter().all(u8::is_ascii_digit) => {
+                Ok(Self(text.to_owned()))
+            }
+            _ => Err(Invalid::NotACdtCode),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A National Provider Identifier: 10 digits with a valid check digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Npi(String);
+
+impl Npi {
+    pub fn parse(text: &str) -> Result<Self, Invalid> {
+        if text.len() != 10 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Invalid::NpiNotTenDigits);
+        }
+        // The NPI check digit is the Luhn digit of the number prefixed with 80840 (the ISO
+        // 7812 issuer prefix for US health applications).
+        if !luhn_valid(b"80840".iter().chain(text.as_bytes())) {
+            return Err(Invalid::NpiCheckDigit);
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Whether ASCII `digits`, check digit last, pass the Luhn check.
+fn luhn_valid<'a>(digits: impl DoubleEndedIterator<Item = &'a u8>) -> bool {
+    let sum: u32 = digits
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            let d = u32::from(d - b'0');
+            match (i % 2 == 1, d * 2) {
+                (false, _) => d,
+                (true, doubled) if doubled > 9 => doubled - 9,
+                (true, doubled) => doubled,
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// Free text (group and subscriber numbers, quadrant): at most `max_chars`, no control characters.
+pub fn parse_text(text: &str, max_chars: usize) -> Result<String, Invalid> {
+    if text.chars().count() > max_chars {
+        return Err(Invalid::TooLong(max_chars));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(Invalid::ControlCharacters);
+    }
+    Ok(text.to_owned())
+}
+
+/// An amount in dollars (`$150.00`, `150.5`, `$1,250.00`), exactly, in cents.
+pub fn parse_amount(text: &str) -> Result<Money, Invalid> {
+    let (minus_first, rest) = split_prefix(text, '-');
+    let (_, rest) = split_prefix(rest.trim_start(), '$');
+    let (minus_after, rest) = split_prefix(rest.trim_start(), '-');
+    let negative = minus_first || minus_after;
+    let (int, frac) = match rest.split_once('.') {
+        Some((int, frac)) => (int, Some(frac)),
+        None => (rest, None),
+    };
+    let int = ungroup(int).ok_or(Invalid::NotAnAmount)?;
+    let frac = frac.unwrap_or("0");
+    if frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Invalid::NotAnAmount);
+    }
+    if frac.len() > 2 {
+        return Err(Invalid::TooManyDecimals);
+    }
+    let money = Money::parse(&format!("{int}.{frac}"), CURRENCY).map_err(|e| match e {
+        AmountError::OutOfRange => Invalid::AmountTooLarge,
+        _ => Invalid::NotAnAmount,
+    })?;
+    if negative && money.amount_minor != 0 {
+        return Err(Invalid::NegativeAmount);
+    }
+    if money.amount_minor > MAX_AMOUNT_MINOR {
+        return Err(Invalid::AmountTooLarge);
+    }
+    Ok(money)
+}
+
+fn split_prefix(text: &str, prefix: char) -> (bool, &str) {
+    match text.strip_prefix(prefix) {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    }
+}
+
+/// The digits of an integer part written plainly (`1250`) or grouped by thousands (`1,250`).
+fn ungroup(int: &str) -> Option<String> {
+    let mut groups = int.split(',');
+    let first = groups.next()?;
+    let digits = |g: &str| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit());
+    if !digits(first) {
+        return None;
+    }
+    let mut out = first.to_owned();
+    let mut grouped = false;
+    for group in groups {
+        if group.len() != 3 || !digits(group) {
+            return None;
+        }
+        grouped = true;
+        out.push_str(group);
+    }
+    if grouped && (first.len() > 3 || first.starts_with('0')) {
+        return None;
+    }
+    Some(out)
+}
+
+/// A service date: `3/28/18 0:00`, `2018-03-28 0:00:00`, `2018-03-28T00:00:00Z` and the other
+/// forms the module documents, as a UTC instant.
+pub fn parse_service_date(text: &str) -> Result<Timestamp, Invalid> {
+    if let Ok(ts) = DateTime::parse_from_rfc3339(text) {
+        return Ok(ts.with_timezone(&Utc));
+    }
+    let (date, time) = match text.split_once([' ', 'T']) {
+        Some((date, time)) => (date, Some(time.trim_start())),
+        None => (text, None),
+    };
+    let date = parse_date(date).ok_or(Invalid::NotADate)?;
+    let time = match time {
+        None => NaiveTime::MIN,
+        Some(time) => {
+            parse_time(time.strip_suffix('Z').unwrap_or(time)).ok_or(Invalid::NotADate)?
+        }
+    };
+    Ok(date.and_time(time).and_utc())
+}
+
+fn parse_date(text: &str) -> Option<NaiveDate> {
+    let (year, month, day) = if let Some((m, rest)) = text.split_once('/') {
+        let (d, y) = rest.split_once('/')?;
+        let year = match y.len() {
+            2 => 2000 + number(y, 2, 2)?,
+            _ => number(y, 4, 4)?,
+        };
+        (year, number(m, 1, 2)?, number(d, 1, 2)?)
+    } else {
+        let mut parts = text.splitn(3, '-');
+        let y = number(parts.next()?, 4, 4)?;
+        let m = number(parts.next()?, 1, 2)?;
+        let d = number(parts.next()?, 1, 2)?;
+        (y, m, d)
+    };
+    NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)
+}
+
+fn parse_time(text: &str) -> Option<NaiveTime> {
+    let mut parts = text.split(':');
+    let hour = number(parts.next()?, 1, 2)?;
+    let minute = number(parts.next()?, 2, 2)?;
+    let second = match parts.next() {
+        Some(s) => number(s, 2, 2)?,
+        None => 0,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    NaiveTime::from_hms_opt(hour, minute, second)
+}
+
+/// An unsigned decimal of `min_len` to `max_len` ASCII digits.
+fn number(text: &str, min_len: usize, max_len: usize) -> Option<u32> {
+    if !(min_len..=max_len).contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cents(text: &str) -> Result<i64, Invalid> {
+        parse_amount(text).map(|m| m.amount_minor)
+    }
+
+    fn date(text: &str) -> Result<String, Invalid> {
+        parse_service_date(text).map(tally_kernel::time::to_db)
+    }
+
+    #[test]
+    fn procedure_codes_are_d_and_four_digits() {
+        assert_eq!(ProcedureCode::parse("D0180").unwrap().as_str(), "D0180");
+        assert!(ProcedureCode::parse("D4346").is_ok());
+        for bad in [
+            "0180",
+            "d0180",
+            "D018",
+            "D01800",
+            "DX180",
+            "D01 8",
+            "E0180",
+            "D",
+            "D٠١٨٠",
+        ] {
+            assert_eq!(
+                ProcedureCode::parse(bad),
+                Err(Invalid::NotACdtCode),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn npi_is_ten_digits_with_a_luhn_check_digit_over_prefix_80840() {
+        // CMS's published example, and the NPI of document 002's sample file.
+        assert_eq!(Npi::parse("1234567893").unwrap().as_str(), "1234567893");
+        assert!(Npi::parse("1497775530").is_ok());
+        assert_eq!(Npi::parse("1234567890"), Err(Invalid::NpiCheckDigit));
+        assert_eq!(Npi::parse("1497775531"), Err(Invalid::NpiCheckDigit));
+        for bad in [
+            "123456789",
+            "12345678930",
+            "123456789X",
+            "12345 7893",
+            "+234567893",
+        ] {
+            assert_eq!(Npi::parse(bad), Err(Invalid::NpiNotTenDigits), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_single_digit_typo_in_an_npi_is_caught() {
+        let valid = b"1234567893";
+        for position in 0..10 {
+            for digit in b'0'..=b'9' {
+                let mut typo = *valid;
+                if typo[position] == digit {
+                    continue;
+                }
+                typo[position] = digit;
+                let text = std::str::from_utf8(&typo).unwrap();
+                assert_eq!(Npi::parse(text), Err(Invalid::NpiCheckDigit), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn amounts_are_dollars_parsed_exactly_into_cents() {
+        assert_eq!(cents("$150.00"), Ok(15000));
+        assert_eq!(cents("150.00"), Ok(15000));
+        assert_eq!(cents("$150"), Ok(15000));
+        assert_eq!(cents("$150.5"), Ok(15050));
+        assert_eq!(cents("$0.07"), Ok(7));
+        assert_eq!(cents("$0.00"), Ok(0));
+        assert_eq!(cents("$ 16.25"), Ok(1625));
+        assert_eq!(cents("$1,250.00"), Ok(125000));
+        assert_eq!(cents("$10,000,000.00"), Ok(MAX_AMOUNT_MINOR));
+        assert_eq!(cents("-$0.00"), Ok(0), "minus zero is zero");
+    }
+
+    #[test]
+    fn amounts_refuse_rounding_signs_and_other_spellings() {
+        assert_eq!(cents("$150.005"), Err(Invalid::TooManyDecimals));
+        assert_eq!(cents("150.500"), Err(Invalid::TooManyDecimals));
+        assert_eq!(cents("-$5.00"), Err(Invalid::NegativeAmount));
+        assert_eq!(cents("$-5.00"), Err(Invalid::NegativeAmount));
+        assert_eq!(cents("-5"), Err(Invalid::NegativeAmount));
+        assert_eq!(cents("$10,000,000.01"), Err(Invalid::AmountTooLarge));
+        assert_eq!(cents(&"9".repeat(30)), Err(Invalid::AmountTooLarge));
+        for bad in [
+            "$", "abc", "$.50", "$150.", "1.5e2", "$1,25.00", "$12,50", "1,2500", "0,250",
+            "$1.2.3", "USD 5", "5$", "+5", "$$5", "1 000", "NaN",
+        ] {
+            assert_eq!(cents(bad), Err(Invalid::NotAnAmount), "{bad}");
+        }
+    }
+
+    #[test]
+    fn service_dates_in_the_forms_payers_export() {
+        let midnight = Ok(String::from("2018-03-28T00:00:00.000000Z"));
+        for text in [
+            "3/28/18 0:00",
+            "03/28/18 00:00",
+            "3/28/2018 0:00",
+            "3/28/18",
+            "2018-03-28 0:00:00",
+            "2018-03-28 00:00",
+            "2018-03-28",
+            "2018-03-28T00:00:00",
+            "2018-03-28T00:00:00Z",
+            "2018-03-28T02:00:00+02:00",
+        ] {
+            assert_eq!(date(text), midnight, "{text}");
+        }
+        assert_eq!(
+            date("12/31/99 23:59:59"),
+            Ok(String::from("2099-12-31T23:59:59.000000Z")),
+            "two-digit years are 20YY"
+        );
+        assert_eq!(
+            date("1/2/1999 7:05"),
+            Ok(String::from("1999-01-02T07:05:00.000000Z"))
+        );
+    }
+
+    #[test]
+    fn impossible_or_ambiguous_dates_are_refused() {
+        for bad in [
+            "2/30/18 0:00",
+            "13/1/18",
+            "3/28/018",
+            "3/28",
+            "28.03.2018",
+            "18-03-28",
+            "3/28/18 24:00",
+            "3/28/18 0:0",
+            "3/28/18 0:00:00:00",
+            "3/28/18 noon",
+            "yesterday",
+        ] {
+            assert_eq!(date(bad), Err(Invalid::NotADate), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_amount_written_in_dollars_and_cents_reads_back_exactly(
+            minor in 0..=MAX_AMOUNT_MINOR,
+            dollar_sign: bool,
+            trailing_spaces in 0usize..3,
+        ) {
+            let text = format!(
+                "{}{}{}",
+                if dollar_sign { "$" } else { "" },
+                Money::new(minor, CURRENCY).to_decimal_string(),
+                " ".repeat(trailing_spaces)
+            );
+            proptest::prop_assert_eq!(cents(text.trim()), Ok(minor));
+        }
+
+        #[test]
+        fn thousands_separators_do_not_change_the_amount(minor in 0..=MAX_AMOUNT_MINOR) {
+            let plain = Money::new(minor, CURRENCY).to_decimal_string();
+            let (int, frac) = plain.split_once('.').unwrap();
+            let mut grouped = String::new();
+            for (i, digit) in int.chars().enumerate() {
+                if i > 0 && (int.len() - i) % 3 == 0 {
+                    grouped.push(',');
+                }
+                grouped.push(digit);
+            }
+            proptest::prop_assert_eq!(cents(&format!("${grouped}.{frac}")), Ok(minor));
+        }
+    }
+
+    #[test]
+    fn text_fields_have_a_length_limit_and_no_control_characters() {
+        assert_eq!(parse_text("GRP-1000", 64), Ok(String::from("GRP-1000")));
+        assert_eq!(parse_text(&"x".repeat(65), 64), Err(Invalid::TooLong(64)));
+        assert_eq!(parse_text("a\u{0}b", 64), Err(Invalid::ControlCharacters));
+    }
+}

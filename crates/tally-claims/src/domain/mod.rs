@@ -1,0 +1,11 @@
+//! The claims domain: what a claim row must look like, what a valid claim is, its net fee and the
+//! events accepting it produces. Decided without I/O.
+
+pub mod claim;
+pub mod error;
+pub mod events;
+pub mod fields;
+
+pub use claim::{accept, provider_totals, AcceptedClaim, Claim, ClaimRow, Field, ProviderDelta};
+pub use error::{ClaimError, Invalid, RowProblem, RowRejection};
+pub use fields::{Npi, ProcedureCode, CURRENCY, MAX_AMOUNT_MINOR};
