@@ -98,6 +98,7 @@ impl Handler for Payables {
 pub const MAX_PAGE: i64 = 500;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PayablesQuery {
     /// Only this provider's payables.

@@ -78,6 +78,18 @@ pub enum Command {
     /// Watch the event logs.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Stream a payer CSV of claims into the claims service: good rows are stored, bad rows are
+    /// written with their reasons to a JSON-lines file.
+    ImportClaims {
+        /// The CSV file (any size).
+        file: PathBuf,
+        /// Claims stored per transaction (at most 10000).
+        #[arg(long, default_value_t = 5_000)]
+        batch_size: usize,
+        /// Where rejected rows go (default: FILE.rejected.jsonl).
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+    },
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -113,6 +125,12 @@ pub struct ServeArgs {
     /// Currency of wallets opened without one.
     #[arg(long, env = "TALLY_DEFAULT_CURRENCY", default_value = "USD")]
     pub default_currency: String,
+    /// Requests to GET /providers/top per minute per token (0: no limit).
+    #[arg(long, env = "TALLY_TOP_PROVIDERS_PER_MINUTE", default_value_t = 10)]
+    pub top_providers_per_minute: u32,
+    /// Largest POST /claims body, in bytes (larger files: `tally import-claims`).
+    #[arg(long, env = "TALLY_CLAIMS_BODY_LIMIT_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub claims_body_limit_bytes: usize,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "TALLY_BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
     pub body_limit_bytes: usize,
@@ -198,6 +216,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             platform.close().await;
             result
         }
+        Command::ImportClaims {
+            file,
+            batch_size,
+            rejects,
+        } => {
+            init_logs(false);
+            let db = tally_db::Db::open_and_migrate(&settings, &tally_claims::SCHEMA).await?;
+            let rejects = rejects.unwrap_or_else(|| {
+                let mut name = file.clone().into_os_string();
+                name.push(".rejected.jsonl");
+                PathBuf::from(name)
+            });
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let report =
+                crate::import::import_claims(&db, &file, batch_size, &rejects, progress).await;
+            db.close().await;
+            let report = report?;
+            println!(
+                "accepted {}, rejected {} in {:.1?} ({} rows/s)",
+                report.accepted,
+                report.rejected,
+                report.elapsed,
+                report.rows_per_second()
+            );
+            if let Some(path) = report.rejects {
+                println!("rejected rows: {}", path.display());
+            }
+            Ok(())
+        }
         Command::Token(cmd) => {
             init_logs(false);
             let auth = tally_db::Db::open_and_migrate(&settings, &tally_auth::SCHEMA).await?;
@@ -274,7 +321,15 @@ async fn serve(settings: DbSettings, args: ServeArgs) -> anyhow::Result<()> {
         limiter,
         protect_metrics: args.protect_metrics,
     };
-    let app = tally_http::app::router(platform.http(default_currency, security), &http);
+    let api = platform::ApiSettings {
+        default_currency,
+        top_providers: tally_claims::TopProvidersRate {
+            per_minute: args.top_providers_per_minute,
+            burst: args.top_providers_per_minute.max(1),
+        },
+        claims_body_limit_bytes: args.claims_body_limit_bytes,
+    };
+    let app = tally_http::app::router(platform.http(api, security), &http);
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("failed to listen on {}:{}", args.host, args.port))?;

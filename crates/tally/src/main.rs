@@ -4,6 +4,7 @@
 //! databases, wires their consumers to the bus, merges their routes and serves them.
 
 mod cli;
+mod import;
 mod platform;
 
 use clap::Parser as _;

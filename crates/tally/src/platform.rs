@@ -26,7 +26,17 @@ pub struct Platform {
     wallets: Db,
     reporting: Db,
     billing: Db,
+    pub claims: Db,
+    patients: Db,
     pub auth: Db,
+}
+
+/// Per-service settings of the HTTP API.
+pub struct ApiSettings {
+    pub default_currency: Currency,
+    pub top_providers: tally_claims::TopProvidersRate,
+    /// Largest `POST /claims` body (files of claim rows are larger than other requests).
+    pub claims_body_limit_bytes: usize,
 }
 
 /// How requests are authenticated and limited.
@@ -50,6 +60,8 @@ impl Platform {
             wallets: Db::open_and_migrate(settings, &tally_wallets::SCHEMA).await?,
             reporting: Db::open_and_migrate(settings, &tally_reporting::SCHEMA).await?,
             billing: Db::open_and_migrate(settings, &tally_billing::SCHEMA).await?,
+            claims: Db::open_and_migrate(settings, &tally_claims::SCHEMA).await?,
+            patients: Db::open_and_migrate(settings, &tally_patients::SCHEMA).await?,
             auth: Db::open_and_migrate(settings, &tally_auth::SCHEMA).await?,
         })
     }
@@ -72,21 +84,37 @@ impl Platform {
         bus.add_log(self.wallets.clone(), tally_wallets::PUBLISHES);
         bus.add_log(self.reporting.clone(), &[]);
         bus.add_log(self.billing.clone(), tally_billing::PUBLISHES);
+        bus.add_log(self.claims.clone(), tally_claims::PUBLISHES);
+        bus.add_log(self.patients.clone(), tally_patients::PUBLISHES);
         bus.add_consumer(tally_reporting::statistics_consumer(self.reporting.clone()));
         bus.add_consumer(tally_billing::payables_consumer(self.billing.clone()));
         bus
     }
 
-    pub fn http(&self, default_currency: Currency, security: Security) -> tally_http::Platform {
-        let wallets = tally_wallets::Wallets::new(self.wallets.clone(), default_currency);
+    pub fn http(&self, settings: ApiSettings, security: Security) -> tally_http::Platform {
+        let wallets = tally_wallets::Wallets::new(self.wallets.clone(), settings.default_currency);
+        let claims = tally_claims::router(tally_claims::Claims::new(
+            self.claims.clone(),
+            settings.top_providers,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            settings.claims_body_limit_bytes,
+        ));
         let reporting = tally_reporting::router(self.reporting.clone());
         let api = axum::Router::new()
             .merge(security.protect(tally_wallets::router(wallets), "wallets"))
             .merge(security.protect(reporting, "reporting"))
-            .merge(security.protect(tally_billing::router(self.billing.clone()), "billing"));
+            .merge(security.protect(tally_billing::router(self.billing.clone()), "billing"))
+            .merge(security.protect(claims, "claims"))
+            .merge(security.protect(
+                tally_patients::router(tally_patients::Patients::new(self.patients.clone())),
+                "patients",
+            ));
         let mut openapi = tally_wallets::WalletsApi::openapi();
         openapi.merge(tally_reporting::ReportingApi::openapi());
         openapi.merge(tally_billing::BillingApi::openapi());
+        openapi.merge(tally_claims::ClaimsApi::openapi());
+        openapi.merge(tally_patients::PatientsApi::openapi());
         openapi.info.title = "Tally".into();
         openapi.info.version = env!("CARGO_PKG_VERSION").into();
         openapi.info.description = Some(

@@ -459,6 +459,7 @@ async fn get_wallet(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Items per page, 1 to 500 (default 50).

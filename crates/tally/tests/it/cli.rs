@@ -202,7 +202,15 @@ async fn dead_letters_from_the_command_line(backend: Backend) {
     });
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !seen.iter().any(|l: &String| l.contains(&poisoned)) {
+    // Positions follow commit order, not the order of the test's writes: read until both the
+    // poisoned event and a client.created have been printed.
+    let done = |seen: &[String]| {
+        seen.iter().any(|l| l.contains(&poisoned))
+            && seen
+                .iter()
+                .any(|l| l.contains("\"type\":\"client.created\""))
+    };
+    while !done(&seen) {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => seen.push(line),
