@@ -5,6 +5,7 @@
 mod support;
 
 mod bad_input;
+mod claims;
 mod cli;
 mod concurrency;
 mod crash;
