@@ -72,6 +72,8 @@ impl Platform {
             self.wallets.clone(),
             self.reporting.clone(),
             self.billing.clone(),
+            self.claims.clone(),
+            self.patients.clone(),
         ]
     }
 

@@ -80,7 +80,7 @@ async fn migrate_creates_every_database(backend: Backend) {
         String::from_utf8_lossy(&output.stderr)
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    for service in ["wallets", "reporting"] {
+    for service in ["wallets", "reporting", "billing", "claims", "patients"] {
         assert!(stdout.contains(&format!("migrated {service}")), "{stdout}");
     }
 }
