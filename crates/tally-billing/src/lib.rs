@@ -1,9 +1,16 @@
-//! The billing service. So far: provider payables, one per accepted claim.
+//! The billing service: bills of appointments and their payments (cash, card through a gateway,
+//! or the patient's wallet through a saga with the wallets service), refunds, the finance record
+//! of each closed consultation, and provider payables from accepted claims.
 //!
-//! The `billing.payables` consumer reads `claim.accepted` and records what is owed to the
-//! provider, exactly once: the bus records the event in the inbox in the transaction of the
-//! effect, and the claim id is unique among payables as a second line of defence. The bills and
-//! payments of the hospital flow will live here too.
+//! Everything billing does in answer to another service's event happens in a consumer, exactly
+//! once: the bus records the event in the inbox in the transaction of the effect, and unique
+//! keys (one bill per appointment, one payable per claim) are a second line of defence.
+
+pub mod consumers;
+pub mod domain;
+pub mod gateway;
+pub mod routes;
+pub mod store;
 
 use std::sync::Arc;
 
@@ -30,8 +37,42 @@ pub static SCHEMA: std::sync::LazyLock<ServiceSchema> =
         postgres: sqlx::migrate!("migrations/postgres"),
     });
 
-/// Billing publishes nothing yet.
-pub const PUBLISHES: &[&str] = &[];
+pub const PUBLISHES: &[&str] = &[
+    domain::BILL_GENERATED,
+    domain::BILL_ADJUSTED,
+    domain::BILL_PAID,
+    domain::BILL_VOIDED,
+    domain::PAYMENT_COMPLETED,
+    domain::PAYMENT_FAILED,
+    domain::PAYMENT_REFUNDED,
+    domain::WALLET_DEBIT_REQUESTED,
+    domain::WALLET_CREDIT_REQUESTED,
+];
+
+pub use consumers::{bills_consumer, wallet_answers_consumer};
+pub use gateway::{CardGateway, TestGateway};
+
+/// The billing service as the HTTP layer sees it.
+#[derive(Clone)]
+pub struct Billing {
+    db: Db,
+    gateway: Arc<dyn CardGateway>,
+}
+
+impl Billing {
+    pub fn new(db: Db, gateway: Arc<dyn CardGateway>) -> Self {
+        Self { db, gateway }
+    }
+
+    /// Every consumer billing runs.
+    pub fn consumers(&self) -> Vec<Consumer> {
+        vec![
+            payables_consumer(self.db.clone()),
+            bills_consumer(self.db.clone(), self.gateway.clone()),
+            wallet_answers_consumer(self.db.clone(), self.gateway.clone()),
+        ]
+    }
+}
 
 pub fn payables_consumer(db: Db) -> Consumer {
     Consumer {
@@ -125,14 +166,22 @@ pub struct PayablesPage {
     items: Vec<PayableView>,
 }
 
-pub fn router(db: Db) -> Router {
+pub fn router(billing: Billing) -> Router {
+    let bills = routes::Bills {
+        store: store::BillStore::new(billing.db.clone()),
+        gateway: billing.gateway,
+    };
     Router::new()
         .route("/billing/payables", get(payables))
-        .with_state(db)
+        .with_state(billing.db)
+        .merge(routes::bills_router(bills))
 }
 
 #[derive(OpenApi)]
-#[openapi(paths(payables), tags((name = "billing", description = "Bills, payments and provider payables")))]
+#[openapi(
+    paths(payables, routes::get_bill, routes::list_bills, routes::list_payments, routes::pay),
+    tags((name = "billing", description = "Bills, payments and provider payables"))
+)]
 pub struct BillingApi;
 
 /// Provider payables recorded from accepted claims, oldest first.

@@ -7,6 +7,7 @@
 pub mod adapters;
 pub mod domain;
 
+pub use adapters::consumers::payments_consumer;
 pub use adapters::routes::{router, Wallets, WalletsApi};
 pub use adapters::store::SCHEMA;
 
@@ -24,4 +25,8 @@ pub const PUBLISHES: &[&str] = &[
     domain::events::HOLD_PLACED,
     domain::events::HOLD_CAPTURED,
     domain::events::HOLD_RELEASED,
+    domain::events::DEBIT_COMPLETED,
+    domain::events::DEBIT_FAILED,
+    domain::events::CREDIT_COMPLETED,
+    domain::events::CREDIT_FAILED,
 ];

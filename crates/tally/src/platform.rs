@@ -66,6 +66,14 @@ impl Platform {
         })
     }
 
+    /// Billing with the built-in test card gateway (the only gateway so far).
+    fn billing(&self) -> tally_billing::Billing {
+        tally_billing::Billing::new(
+            self.billing.clone(),
+            std::sync::Arc::new(tally_billing::TestGateway),
+        )
+    }
+
     /// The services' databases (each with an event log).
     pub fn databases(&self) -> Vec<Db> {
         vec![
@@ -89,7 +97,10 @@ impl Platform {
         bus.add_log(self.claims.clone(), tally_claims::PUBLISHES);
         bus.add_log(self.patients.clone(), tally_patients::PUBLISHES);
         bus.add_consumer(tally_reporting::statistics_consumer(self.reporting.clone()));
-        bus.add_consumer(tally_billing::payables_consumer(self.billing.clone()));
+        for consumer in self.billing().consumers() {
+            bus.add_consumer(consumer);
+        }
+        bus.add_consumer(tally_wallets::payments_consumer(self.wallets.clone()));
         bus
     }
 
@@ -106,7 +117,7 @@ impl Platform {
         let api = axum::Router::new()
             .merge(security.protect(tally_wallets::router(wallets), "wallets"))
             .merge(security.protect(reporting, "reporting"))
-            .merge(security.protect(tally_billing::router(self.billing.clone()), "billing"))
+            .merge(security.protect(tally_billing::router(self.billing()), "billing"))
             .merge(security.protect(claims, "claims"))
             .merge(security.protect(
                 tally_patients::router(tally_patients::Patients::new(self.patients.clone())),

@@ -1,6 +1,8 @@
 //! Provider payables against real SQLite and PostgreSQL: one per claim, whatever the deliveries,
 //! and a failing payable goes to the dead letters and is recorded once after redrive.
 
+mod bills;
+
 use std::borrow::Cow;
 use std::time::Duration;
 

@@ -1,2 +1,3 @@
+pub mod consumers;
 pub mod routes;
 pub mod store;

@@ -147,7 +147,7 @@ impl Store {
         &self.db
     }
 
-    async fn publish(
+    pub(crate) async fn publish(
         &self,
         tx: &mut WriteTx,
         meta: &EventMeta,

@@ -13,6 +13,12 @@ pub const FUNDS_TRANSFERRED: &str = "funds.transferred";
 pub const HOLD_PLACED: &str = "hold.placed";
 pub const HOLD_CAPTURED: &str = "hold.captured";
 pub const HOLD_RELEASED: &str = "hold.released";
+pub const DEBIT_REQUESTED: &str = "wallet.debit_requested";
+pub const CREDIT_REQUESTED: &str = "wallet.credit_requested";
+pub const DEBIT_COMPLETED: &str = "wallet.debit_completed";
+pub const DEBIT_FAILED: &str = "wallet.debit_failed";
+pub const CREDIT_COMPLETED: &str = "wallet.credit_completed";
+pub const CREDIT_FAILED: &str = "wallet.credit_failed";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
@@ -77,6 +83,20 @@ pub enum WalletEvent {
         amount_minor: i64,
         currency: Currency,
     },
+    /// The answer to `wallet.debit_requested` or `wallet.credit_requested` from another
+    /// service: the money moved (`transaction_number`) or it did not (`reason`).
+    RequestAnswered {
+        #[serde(skip)]
+        event_type: &'static str,
+        request_id: String,
+        wallet_id: i64,
+        amount_minor: i64,
+        currency: Currency,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        transaction_number: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 impl DomainEvent for WalletEvent {
@@ -91,6 +111,7 @@ impl DomainEvent for WalletEvent {
             WalletEvent::HoldPlaced { .. } => HOLD_PLACED,
             WalletEvent::HoldCaptured { .. } => HOLD_CAPTURED,
             WalletEvent::HoldReleased { .. } => HOLD_RELEASED,
+            WalletEvent::RequestAnswered { event_type, .. } => event_type,
         }
     }
 
@@ -110,7 +131,8 @@ impl DomainEvent for WalletEvent {
             | WalletEvent::FundsWithdrawn { wallet_id, .. }
             | WalletEvent::HoldPlaced { wallet_id, .. }
             | WalletEvent::HoldCaptured { wallet_id, .. }
-            | WalletEvent::HoldReleased { wallet_id, .. } => wallet_id.to_string(),
+            | WalletEvent::HoldReleased { wallet_id, .. }
+            | WalletEvent::RequestAnswered { wallet_id, .. } => wallet_id.to_string(),
             WalletEvent::FundsTransferred { wallet_from_id, .. } => wallet_from_id.to_string(),
         }
     }

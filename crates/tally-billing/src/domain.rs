@@ -1,0 +1,328 @@
+//! Bills and payments, decided without I/O.
+
+use serde::Serialize;
+use tally_kernel::event::DomainEvent;
+use tally_kernel::{Currency, Money};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BillStatus {
+    Open,
+    Paid,
+    Voided,
+}
+
+impl BillStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BillStatus::Open => "open",
+            BillStatus::Paid => "paid",
+            BillStatus::Voided => "voided",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "open" => Some(BillStatus::Open),
+            "paid" => Some(BillStatus::Paid),
+            "voided" => Some(BillStatus::Voided),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bill {
+    pub id: String,
+    pub appointment_id: String,
+    pub patient_id: String,
+    pub amount: Money,
+    pub paid_minor: i64,
+    pub pending_minor: i64,
+    pub refunded_minor: i64,
+    pub status: BillStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Cash,
+    Card,
+    Wallet,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Cash => "cash",
+            Method::Card => "card",
+            Method::Wallet => "wallet",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "cash" => Some(Method::Cash),
+            "card" => Some(Method::Card),
+            "wallet" => Some(Method::Wallet),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BillingError {
+    #[error("bill {0} does not exist")]
+    BillNotFound(String),
+    #[error("bill {0} was voided")]
+    BillVoided(String),
+    #[error("bill {0} is already paid")]
+    BillPaid(String),
+    #[error("{requested} is more than the {due} still due")]
+    Overpayment { due: Money, requested: Money },
+    #[error("the bill is in {expected}, not {got}")]
+    CurrencyMismatch { expected: Currency, got: Currency },
+}
+
+impl Bill {
+    /// What may still be paid: the amount less completed and in-flight payments.
+    pub fn due_minor(&self) -> i64 {
+        (self.amount.amount_minor - self.paid_minor - self.pending_minor).max(0)
+    }
+
+    /// Checks a new payment of `amount` may be taken against this bill.
+    pub fn accept_payment(&self, amount: Money) -> Result<(), BillingError> {
+        match self.status {
+            BillStatus::Voided => return Err(BillingError::BillVoided(self.id.clone())),
+            BillStatus::Paid => return Err(BillingError::BillPaid(self.id.clone())),
+            BillStatus::Open => {}
+        }
+        if amount.currency != self.amount.currency {
+            return Err(BillingError::CurrencyMismatch {
+                expected: self.amount.currency,
+                got: amount.currency,
+            });
+        }
+        let due = self.due_minor();
+        if amount.amount_minor > due {
+            return Err(BillingError::Overpayment {
+                due: Money::new(due, self.amount.currency),
+                requested: amount,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the completed payments cover the amount (a bill of zero is covered at once).
+    pub fn is_covered(&self) -> bool {
+        self.paid_minor >= self.amount.amount_minor
+    }
+
+    /// What has been paid and not refunded.
+    pub fn held_minor(&self) -> i64 {
+        self.paid_minor - self.refunded_minor
+    }
+}
+
+/// A card number as a payer gives it: 12 to 19 digits (spaces and dashes ignored) with a valid
+/// Luhn check digit. Only its last four digits are ever stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CardNumber(String);
+
+impl std::fmt::Debug for CardNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CardNumber(…{})", self.last4())
+    }
+}
+
+impl CardNumber {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let digits: String = raw.chars().filter(|c| *c != ' ' && *c != '-').collect();
+        if !(12..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("must be 12 to 19 digits");
+        }
+        let sum: u32 = digits
+            .bytes()
+            .rev()
+            .enumerate()
+            .map(|(i, b)| {
+                let d = u32::from(b - b'0');
+                if i % 2 == 1 {
+                    let x = d * 2;
+                    if x > 9 {
+                        x - 9
+                    } else {
+                        x
+                    }
+                } else {
+                    d
+                }
+            })
+            .sum();
+        if sum % 10 != 0 {
+            return Err("is not a valid card number (check digit)");
+        }
+        Ok(CardNumber(digits))
+    }
+
+    pub fn digits(&self) -> &str {
+        &self.0
+    }
+
+    pub fn last4(&self) -> &str {
+        &self.0[self.0.len() - 4..]
+    }
+}
+
+pub const BILL_GENERATED: &str = "bill.generated";
+pub const BILL_ADJUSTED: &str = "bill.adjusted";
+pub const BILL_PAID: &str = "bill.paid";
+pub const BILL_VOIDED: &str = "bill.voided";
+pub const PAYMENT_COMPLETED: &str = "payment.completed";
+pub const PAYMENT_FAILED: &str = "payment.failed";
+pub const PAYMENT_REFUNDED: &str = "payment.refunded";
+pub const WALLET_DEBIT_REQUESTED: &str = "wallet.debit_requested";
+pub const WALLET_CREDIT_REQUESTED: &str = "wallet.credit_requested";
+
+/// Billing's events (version 1); amounts in minor units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum BillingEvent {
+    BillGenerated {
+        bill_id: String,
+        appointment_id: String,
+        patient_id: String,
+        amount_minor: i64,
+        currency: Currency,
+    },
+    BillAdjusted {
+        bill_id: String,
+        appointment_id: String,
+        patient_id: String,
+        previous_amount_minor: i64,
+        amount_minor: i64,
+        currency: Currency,
+    },
+    BillPaid {
+        bill_id: String,
+        appointment_id: String,
+        patient_id: String,
+        amount_minor: i64,
+        currency: Currency,
+    },
+    BillVoided {
+        bill_id: String,
+        appointment_id: String,
+        patient_id: String,
+        voided_minor: i64,
+        refunded_minor: i64,
+        currency: Currency,
+    },
+    Payment {
+        #[serde(skip)]
+        event_type: &'static str,
+        payment_id: String,
+        bill_id: String,
+        patient_id: String,
+        method: Method,
+        amount_minor: i64,
+        currency: Currency,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    WalletRequest {
+        #[serde(skip)]
+        event_type: &'static str,
+        request_id: String,
+        wallet_id: i64,
+        amount_minor: i64,
+        currency: Currency,
+        reference: String,
+    },
+}
+
+impl DomainEvent for BillingEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            BillingEvent::BillGenerated { .. } => BILL_GENERATED,
+            BillingEvent::BillAdjusted { .. } => BILL_ADJUSTED,
+            BillingEvent::BillPaid { .. } => BILL_PAID,
+            BillingEvent::BillVoided { .. } => BILL_VOIDED,
+            BillingEvent::Payment { event_type, .. }
+            | BillingEvent::WalletRequest { event_type, .. } => event_type,
+        }
+    }
+
+    fn aggregate_type(&self) -> &'static str {
+        match self {
+            BillingEvent::Payment { .. } | BillingEvent::WalletRequest { .. } => "payment",
+            _ => "bill",
+        }
+    }
+
+    fn aggregate_id(&self) -> String {
+        match self {
+            BillingEvent::BillGenerated { bill_id, .. }
+            | BillingEvent::BillAdjusted { bill_id, .. }
+            | BillingEvent::BillPaid { bill_id, .. }
+            | BillingEvent::BillVoided { bill_id, .. } => bill_id.clone(),
+            BillingEvent::Payment { payment_id, .. } => payment_id.clone(),
+            BillingEvent::WalletRequest { request_id, .. } => request_id.clone(),
+        }
+    }
+
+    fn data(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bill(amount: i64, paid: i64, pending: i64) -> Bill {
+        Bill {
+            id: "b".into(),
+            appointment_id: "a".into(),
+            patient_id: "p".into(),
+            amount: Money::new(amount, Currency::USD),
+            paid_minor: paid,
+            pending_minor: pending,
+            refunded_minor: 0,
+            status: BillStatus::Open,
+        }
+    }
+
+    #[test]
+    fn payments_up_to_what_is_due_are_accepted_and_no_more() {
+        let b = bill(10_000, 3_000, 2_000);
+        assert_eq!(b.due_minor(), 5_000);
+        assert!(b.accept_payment(Money::new(5_000, Currency::USD)).is_ok());
+        assert!(matches!(
+            b.accept_payment(Money::new(5_001, Currency::USD)),
+            Err(BillingError::Overpayment { .. })
+        ));
+        let eur = Currency::parse("EUR").unwrap();
+        assert!(matches!(
+            b.accept_payment(Money::new(1, eur)),
+            Err(BillingError::CurrencyMismatch { .. })
+        ));
+        let voided = Bill {
+            status: BillStatus::Voided,
+            ..b.clone()
+        };
+        assert_eq!(
+            voided.accept_payment(Money::new(1, Currency::USD)),
+            Err(BillingError::BillVoided("b".into()))
+        );
+    }
+
+    #[test]
+    fn card_numbers_need_a_valid_check_digit_and_show_only_their_last_four() {
+        let card = CardNumber::parse("4242 4242 4242 4242").unwrap();
+        assert_eq!(card.last4(), "4242");
+        assert_eq!(format!("{card:?}"), "CardNumber(…4242)");
+        assert!(CardNumber::parse("4242424242424241").is_err());
+        assert!(CardNumber::parse("42").is_err());
+        assert!(CardNumber::parse("4242x42424242424").is_err());
+    }
+}

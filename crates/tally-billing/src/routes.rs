@@ -1,0 +1,369 @@
+//! The bills API: bills by id and by patient, and payments against a bill.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tally_http::{
+    execute, AmountInput, AmountOutput, ApiJson, ApiQuery, FieldError, IdempotencyHeader,
+    IdempotentRequest, Problem, RequestMeta,
+};
+use tally_kernel::{Currency, Money};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::domain::{Bill, BillingError, CardNumber};
+use crate::gateway::CardGateway;
+use crate::store::{problem, BillStore, FinanceRecord, PaymentMeans, PaymentRow};
+
+/// Most bills listed at once.
+pub const MAX_BILLS_PAGE: i64 = 100;
+
+#[derive(Clone)]
+pub struct Bills {
+    pub(crate) store: BillStore,
+    pub(crate) gateway: Arc<dyn CardGateway>,
+}
+
+pub fn bills_router(bills: Bills) -> Router {
+    Router::new()
+        .route("/bills", get(list_bills))
+        .route("/bills/{id}", get(get_bill))
+        .route("/bills/{id}/payments", get(list_payments).post(pay))
+        .with_state(bills)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentView {
+    payment_id: String,
+    bill_id: String,
+    /// `cash`, `card` or `wallet`.
+    method: String,
+    amount: AmountOutput,
+    #[schema(value_type = String, example = "USD")]
+    currency: Currency,
+    /// `completed`, `failed` (a declined card, a refused wallet debit) or `pending` (a wallet
+    /// payment waiting for the wallets service).
+    status: String,
+    refunded: AmountOutput,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    card_last4: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wallet_id: Option<i64>,
+    created_at: String,
+}
+
+impl From<&PaymentRow> for PaymentView {
+    fn from(p: &PaymentRow) -> Self {
+        Self {
+            payment_id: p.id.clone(),
+            bill_id: p.bill_id.clone(),
+            method: p.method.as_str().to_owned(),
+            amount: AmountOutput(p.amount),
+            currency: p.amount.currency,
+            status: p.status.clone(),
+            refunded: AmountOutput(Money::new(p.refunded_minor, p.amount.currency)),
+            failure_reason: p.failure_reason.clone(),
+            card_last4: p.card_last4.clone(),
+            wallet_id: p.wallet_id,
+            created_at: p.created_at.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FinanceRecordView {
+    physician_id: String,
+    start: String,
+    end: String,
+    duration_minutes: i64,
+    price: AmountOutput,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BillView {
+    bill_id: String,
+    appointment_id: String,
+    patient_id: String,
+    amount: AmountOutput,
+    #[schema(value_type = String, example = "USD")]
+    currency: Currency,
+    /// The sum of the completed payments.
+    paid: AmountOutput,
+    /// Reserved by wallet payments in flight.
+    pending: AmountOutput,
+    refunded: AmountOutput,
+    /// What may still be paid.
+    due: AmountOutput,
+    /// `open`, `paid` or `voided`.
+    status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payments: Option<Vec<PaymentView>>,
+    /// The finance record written when the consultation closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finance_record: Option<FinanceRecordView>,
+}
+
+fn bill_view(
+    bill: &Bill,
+    payments: Option<&[PaymentRow]>,
+    finance: Option<&FinanceRecord>,
+) -> BillView {
+    let money = |minor| AmountOutput(Money::new(minor, bill.amount.currency));
+    BillView {
+        bill_id: bill.id.clone(),
+        appointment_id: bill.appointment_id.clone(),
+        patient_id: bill.patient_id.clone(),
+        amount: AmountOutput(bill.amount),
+        currency: bill.amount.currency,
+        paid: money(bill.paid_minor),
+        pending: money(bill.pending_minor),
+        refunded: money(bill.refunded_minor),
+        due: money(bill.due_minor()),
+        status: bill.status.as_str().to_owned(),
+        payments: payments.map(|p| p.iter().map(PaymentView::from).collect()),
+        finance_record: finance.map(|f| FinanceRecordView {
+            physician_id: f.physician_id.clone(),
+            start: f.started_at.clone(),
+            end: f.ended_at.clone(),
+            duration_minutes: f.duration_minutes,
+            price: AmountOutput(f.price),
+        }),
+    }
+}
+
+/// A bill with its payments and, once the consultation closed, its finance record.
+#[utoipa::path(get, path = "/bills/{id}", tag = "billing",
+    responses((status = 200, body = BillView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn get_bill(
+    State(b): State<Bills>,
+    Path(id): Path<String>,
+) -> Result<Json<BillView>, Problem> {
+    let (bill, payments, finance) = b
+        .store
+        .bill(&id)
+        .await?
+        .ok_or_else(|| problem(&BillingError::BillNotFound(id)))?;
+    Ok(Json(bill_view(&bill, Some(&payments), finance.as_ref())))
+}
+
+/// A bill's payments, oldest first.
+#[utoipa::path(get, path = "/bills/{id}/payments", tag = "billing",
+    responses((status = 200, body = [PaymentView]), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn list_payments(
+    State(b): State<Bills>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<PaymentView>>, Problem> {
+    let (_, payments, _) = b
+        .store
+        .bill(&id)
+        .await?
+        .ok_or_else(|| problem(&BillingError::BillNotFound(id)))?;
+    Ok(Json(payments.iter().map(PaymentView::from).collect()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BillsQuery {
+    /// The patient whose bills to list (required).
+    patient_id: String,
+    /// 1 to 100 (default 20).
+    limit: Option<i64>,
+    /// `nextCursor` of the previous page.
+    before: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BillsPage {
+    items: Vec<BillView>,
+    next_cursor: Option<String>,
+}
+
+/// A patient's bills, newest first.
+#[utoipa::path(get, path = "/bills", tag = "billing", params(BillsQuery),
+    responses((status = 200, body = BillsPage), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn list_bills(
+    State(b): State<Bills>,
+    ApiQuery(q): ApiQuery<BillsQuery>,
+) -> Result<Json<BillsPage>, Problem> {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=MAX_BILLS_PAGE).contains(&limit) {
+        return Err(Problem::invalid_field(
+            "limit",
+            format!("must be between 1 and {MAX_BILLS_PAGE}"),
+        ));
+    }
+    let mut bills = b
+        .store
+        .bills_of_patient(&q.patient_id, limit + 1, q.before.as_deref())
+        .await?;
+    let more = bills.len() as i64 > limit;
+    bills.truncate(limit as usize);
+    let next_cursor = if more {
+        bills.last().map(|b| b.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(BillsPage {
+        items: bills.iter().map(|b| bill_view(b, None, None)).collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CardInput {
+    /// The card number; only its last four digits are kept.
+    number: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PaymentRequest {
+    amount: AmountInput,
+    /// `cash`, `card` or `wallet`.
+    method: String,
+    /// Required for `card`.
+    card: Option<CardInput>,
+    /// Required for `wallet`: the patient's wallet in the wallets service.
+    wallet_id: Option<i64>,
+    /// Optional; when given it must be the bill's currency.
+    currency: Option<String>,
+}
+
+/// What was asked, in canonical form, for the Idempotency-Key comparison.
+#[derive(Debug, Clone, Serialize)]
+struct PaymentCommand {
+    bill_id: String,
+    amount: String,
+    method: String,
+    /// Never the whole number: the command is hashed, and a card number's hash is guessable.
+    card_last4: Option<String>,
+    wallet_id: Option<i64>,
+    currency: Option<&'static str>,
+}
+
+/// Pays part or all of a bill. Cash and approved cards answer 201 `completed`; a declined card
+/// answers 201 with a `failed` payment (nothing charged); a wallet payment answers 202
+/// `pending` and completes or fails when the wallets service answers. More than is due is
+/// refused (422 `/problems/overpayment`); a voided or paid bill is 409.
+#[utoipa::path(post, path = "/bills/{id}/payments", tag = "billing", request_body = PaymentRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry gets the first payment back")),
+    responses(
+        (status = 201, description = "Completed, or failed (a declined card)", body = PaymentView),
+        (status = 202, description = "A wallet payment waiting for the wallets service", body = PaymentView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Bill voided or already paid", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, or more than is due", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn pay(
+    State(b): State<Bills>,
+    RequestMeta(meta): RequestMeta,
+    idem: IdempotencyHeader,
+    Path(bill_id): Path<String>,
+    ApiJson(body): ApiJson<PaymentRequest>,
+) -> Response {
+    let mut errors = Vec::new();
+    let field = |f: &str, d: &str| FieldError {
+        field: f.into(),
+        detail: d.into(),
+    };
+    let decimal = body
+        .amount
+        .positive_decimal("amount")
+        .map_err(|e| errors.push(e))
+        .ok();
+    let currency = match body.currency.as_deref().map(Currency::parse) {
+        Some(Err(e)) => {
+            errors.push(field("currency", &e.to_string()));
+            None
+        }
+        Some(Ok(c)) => Some(c),
+        None => None,
+    };
+    let means = match (body.method.as_str(), &body.card, body.wallet_id) {
+        ("cash", None, None) => Some(PaymentMeans::Cash),
+        ("card", Some(card), None) => match CardNumber::parse(&card.number) {
+            Ok(number) => Some(PaymentMeans::Card(number)),
+            Err(detail) => {
+                errors.push(field("card.number", detail));
+                None
+            }
+        },
+        ("wallet", None, Some(wallet)) => Some(PaymentMeans::Wallet(wallet)),
+        ("card", None, _) => {
+            errors.push(field("card", "is required for a card payment"));
+            None
+        }
+        ("wallet", _, None) => {
+            errors.push(field("walletId", "is required for a wallet payment"));
+            None
+        }
+        ("cash" | "card" | "wallet", _, _) => {
+            errors.push(field(
+                "method",
+                "give `card` only for card payments and `walletId` only for wallet payments",
+            ));
+            None
+        }
+        _ => {
+            errors.push(field("method", "must be cash, card or wallet"));
+            None
+        }
+    };
+    let (Some(decimal), Some(means), true) = (decimal, means, errors.is_empty()) else {
+        return Problem::validation(errors).into_response();
+    };
+    let status = match means {
+        PaymentMeans::Wallet(_) => StatusCode::ACCEPTED,
+        _ => StatusCode::CREATED,
+    };
+    let command = PaymentCommand {
+        bill_id: bill_id.clone(),
+        amount: decimal.to_string(),
+        method: body.method.clone(),
+        card_last4: match &means {
+            PaymentMeans::Card(card) => Some(card.last4().to_owned()),
+            _ => None,
+        },
+        wallet_id: body.wallet_id,
+        currency: currency.map(Currency::code),
+    };
+    let request = IdempotentRequest::new(idem, "billing:POST /bills/payments", &command);
+    let db = b.store.db().clone();
+    execute(&db, request, status, move |tx| {
+        let (b, meta, bill_id, means, decimal) = (
+            b.clone(),
+            meta.clone(),
+            bill_id.clone(),
+            means.clone(),
+            decimal.clone(),
+        );
+        Box::pin(async move {
+            let (_, payment) = b
+                .store
+                .pay(
+                    tx,
+                    &bill_id,
+                    &decimal,
+                    currency,
+                    &means,
+                    b.gateway.as_ref(),
+                    &meta,
+                )
+                .await?;
+            Ok(PaymentView::from(&payment))
+        })
+    })
+    .await
+}

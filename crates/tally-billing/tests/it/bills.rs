@@ -1,0 +1,396 @@
+//! Bills and payments against real SQLite and PostgreSQL: events from a stand-in care log and
+//! wallets log, requests to the real router.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{json, Value};
+use sqlx::Row as _;
+use tally_bus::consumer::Applied;
+use tally_bus::Consumer;
+use tally_db::testing::{TestBackend, TestLocation};
+use tally_db::{both_backends, Db};
+use tally_kernel::Envelope;
+use tower::ServiceExt as _;
+
+struct Fixture {
+    _loc: TestLocation,
+    db: Db,
+    app: axum::Router,
+    bills: Consumer,
+    answers: Consumer,
+    seq: std::sync::atomic::AtomicI64,
+}
+
+async fn fixture(backend: TestBackend) -> Option<Fixture> {
+    let loc = TestLocation::new(backend).await?;
+    let db = Db::open_and_migrate(&loc.settings(), &tally_billing::SCHEMA)
+        .await
+        .unwrap();
+    let billing = tally_billing::Billing::new(db.clone(), Arc::new(tally_billing::TestGateway));
+    let consumers = billing.consumers();
+    let find = |name: &str| consumers.iter().find(|c| c.name == name).unwrap().clone();
+    Some(Fixture {
+        bills: find("billing.bills"),
+        answers: find("billing.wallet_answers"),
+        app: tally_billing::router(billing),
+        db,
+        _loc: loc,
+        seq: std::sync::atomic::AtomicI64::new(0),
+    })
+}
+
+fn event(event_type: &str, data: Value) -> Envelope {
+    Envelope {
+        id: tally_kernel::id::new_v7(),
+        event_type: event_type.into(),
+        version: 1,
+        source: "care".into(),
+        aggregate_type: "appointment".into(),
+        aggregate_id: data["appointment_id"].as_str().unwrap_or("x").into(),
+        occurred_at: tally_kernel::time::now(),
+        correlation_id: "test".into(),
+        causation_id: "test".into(),
+        data,
+    }
+}
+
+fn booked(appointment: &str, patient: &str, price_minor: i64) -> Envelope {
+    event(
+        "appointment.booked",
+        json!({
+            "appointment_id": appointment, "patient_id": patient, "physician_id": "ph",
+            "scheduled_start": "2026-01-05T09:00:00Z", "scheduled_end": "2026-01-05T09:30:00Z",
+            "scheduled_price_minor": price_minor, "currency": "USD"
+        }),
+    )
+}
+
+fn closed(appointment: &str, patient: &str, price_minor: i64) -> Envelope {
+    event(
+        "consultation.closed",
+        json!({
+            "appointment_id": appointment, "patient_id": patient, "physician_id": "ph",
+            "start": "2026-01-05T09:00:00Z", "end": "2026-01-05T09:40:00Z", "duration_minutes": 40,
+            "price_minor": price_minor, "currency": "USD"
+        }),
+    )
+}
+
+impl Fixture {
+    async fn deliver(&self, consumer: &Consumer, e: &Envelope) -> Applied {
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        consumer.apply("care", seq, e).await.unwrap()
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, String) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        let request = match body {
+            Some(b) => request
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        )
+    }
+
+    async fn bill_of(&self, patient: &str) -> Value {
+        let (status, page, text) = self
+            .call("GET", &format!("/bills?patientId={patient}"), None, None)
+            .await;
+        assert_eq!(status, 200, "{text}");
+        let items = page["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "one bill: {text}");
+        let id = items[0]["billId"].as_str().unwrap().to_owned();
+        self.call("GET", &format!("/bills/{id}"), None, None)
+            .await
+            .1
+    }
+
+    async fn pay(&self, bill: &Value, body: Value) -> (StatusCode, Value, String) {
+        let uri = format!("/bills/{}/payments", bill["billId"].as_str().unwrap());
+        self.call("POST", &uri, None, Some(body)).await
+    }
+
+    async fn outbox(&self, topic: &str) -> Vec<Value> {
+        sqlx::query("SELECT envelope FROM outbox WHERE topic = $1 ORDER BY created_at, id")
+            .bind(topic)
+            .fetch_all(self.db.reader())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<Value>(&r.try_get::<String, _>(0).unwrap()).unwrap()["data"]
+                    .clone()
+            })
+            .collect()
+    }
+}
+
+/// Amounts are exact JSON numbers: compare their text.
+fn text(v: &Value) -> String {
+    v.to_string()
+}
+
+async fn a_bill_follows_its_appointment_and_payments_cover_it(backend: TestBackend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let b = booked("appt-1", "pat-1", 10_000);
+    assert_eq!(f.deliver(&f.bills, &b).await, Applied::Applied);
+    assert_eq!(f.deliver(&f.bills, &b).await, Applied::Duplicate);
+    // The same booking announced again under another event id still makes one bill.
+    f.deliver(&f.bills, &booked("appt-1", "pat-1", 10_000))
+        .await;
+    assert_eq!(f.outbox("bill.generated").await.len(), 1);
+    let bill = f.bill_of("pat-1").await;
+    assert_eq!(
+        (text(&bill["amount"]), bill["status"].as_str()),
+        ("100.0".into(), Some("open"))
+    );
+
+    f.deliver(&f.bills, &closed("appt-1", "pat-1", 12_000))
+        .await;
+    let bill = f.bill_of("pat-1").await;
+    assert_eq!(text(&bill["amount"]), "120.0");
+    assert_eq!(bill["financeRecord"]["durationMinutes"], 40);
+    assert_eq!(
+        f.outbox("bill.adjusted").await[0]["previous_amount_minor"],
+        10_000
+    );
+
+    let (status, cash, _) = f
+        .pay(&bill, json!({"amount": "50.00", "method": "cash"}))
+        .await;
+    assert_eq!(
+        (status, cash["status"].as_str()),
+        (StatusCode::CREATED, Some("completed"))
+    );
+    let (status, declined, _) = f
+        .pay(
+            &bill,
+            json!({"amount": 10, "method": "card", "card": {"number": "4000 0000 0000 0002"}}),
+        )
+        .await;
+    assert_eq!(
+        (status, declined["status"].as_str()),
+        (StatusCode::CREATED, Some("failed"))
+    );
+    assert_eq!(declined["failureReason"], "card_declined");
+    assert_eq!(f.outbox("payment.failed").await.len(), 1);
+    let (status, over, text_over) = f
+        .pay(
+            &bill,
+            json!({"amount": "70.01", "method": "card", "card": {"number": "4242424242424242"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text_over}");
+    assert!(over["type"].as_str().unwrap().ends_with("overpayment"));
+    let (status, card, _) = f
+        .pay(
+            &bill,
+            json!({"amount": "70.00", "method": "card", "card": {"number": "4242424242424242"}}),
+        )
+        .await;
+    assert_eq!(
+        (status, card["cardLast4"].as_str()),
+        (StatusCode::CREATED, Some("4242"))
+    );
+    let bill = f.bill_of("pat-1").await;
+    assert_eq!(
+        (
+            bill["status"].as_str(),
+            text(&bill["paid"]),
+            text(&bill["due"])
+        ),
+        (Some("paid"), "120.0".into(), "0.0".into())
+    );
+    assert_eq!(f.outbox("bill.paid").await.len(), 1);
+    assert_eq!(f.outbox("payment.completed").await.len(), 2);
+    let (status, _, _) = f.pay(&bill, json!({"amount": 1, "method": "cash"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a paid bill takes no more");
+    let (status, _, body) = f
+        .pay(
+            &bill,
+            json!({"amount": 1, "method": "card", "card": {"number": "4242424242424241"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("card.number"), "{body}");
+}
+both_backends!(a_bill_follows_its_appointment_and_payments_cover_it);
+
+async fn a_wallet_payment_waits_for_the_wallets_answer(backend: TestBackend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    f.deliver(&f.bills, &booked("appt-2", "pat-2", 8_000)).await;
+    let bill = f.bill_of("pat-2").await;
+    let (status, pending, _) = f
+        .pay(
+            &bill,
+            json!({"amount": 80, "method": "wallet", "walletId": 7}),
+        )
+        .await;
+    assert_eq!(
+        (status, pending["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("pending"))
+    );
+    let request = f.outbox("wallet.debit_requested").await;
+    assert_eq!(
+        (
+            request[0]["wallet_id"].as_i64(),
+            request[0]["amount_minor"].as_i64()
+        ),
+        (Some(7), Some(8_000))
+    );
+    assert_eq!(request[0]["request_id"], pending["paymentId"]);
+    let (status, _, _) = f
+        .pay(&bill, json!({"amount": "0.01", "method": "cash"}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the pending wallet payment reserves what is due"
+    );
+
+    let refused = event(
+        "wallet.debit_failed",
+        json!({"request_id": pending["paymentId"], "wallet_id": 7, "amount_minor": 8_000, "currency": "USD", "reason": "wallet 7 has 10.00 USD available"}),
+    );
+    f.deliver(&f.answers, &refused).await;
+    let bill = f.bill_of("pat-2").await;
+    assert_eq!(
+        (
+            bill["status"].as_str(),
+            text(&bill["pending"]),
+            text(&bill["paid"])
+        ),
+        (Some("open"), "0.0".into(), "0.0".into())
+    );
+    assert_eq!(bill["payments"][0]["status"], "failed");
+    assert_eq!(
+        f.outbox("payment.failed").await[0]["reason"],
+        "wallet 7 has 10.00 USD available"
+    );
+
+    let (_, second, _) = f
+        .pay(
+            &bill,
+            json!({"amount": 80, "method": "wallet", "walletId": 8}),
+        )
+        .await;
+    let done = event(
+        "wallet.debit_completed",
+        json!({"request_id": second["paymentId"], "wallet_id": 8, "transaction_number": "t-1", "amount_minor": 8_000, "currency": "USD"}),
+    );
+    f.deliver(&f.answers, &done).await;
+    assert_eq!(f.deliver(&f.answers, &done).await, Applied::Duplicate);
+    let bill = f.bill_of("pat-2").await;
+    assert_eq!(
+        (bill["status"].as_str(), text(&bill["paid"])),
+        (Some("paid"), "80.0".into())
+    );
+    assert_eq!(f.outbox("bill.paid").await.len(), 1);
+}
+both_backends!(a_wallet_payment_waits_for_the_wallets_answer);
+
+async fn cancelling_voids_the_unpaid_part_and_refunds_the_rest(backend: TestBackend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    f.deliver(&f.bills, &booked("appt-3", "pat-3", 10_000))
+        .await;
+    let bill = f.bill_of("pat-3").await;
+    f.pay(&bill, json!({"amount": 30, "method": "cash"})).await;
+    f.pay(
+        &bill,
+        json!({"amount": 20, "method": "card", "card": {"number": "4242424242424242"}}),
+    )
+    .await;
+    f.deliver(&f.bills, &event("appointment.cancelled", json!({"appointment_id": "appt-3", "patient_id": "pat-3", "physician_id": "ph", "reason": null}))).await;
+    let bill = f.bill_of("pat-3").await;
+    assert_eq!(
+        (bill["status"].as_str(), text(&bill["refunded"])),
+        (Some("voided"), "50.0".into())
+    );
+    let voided = f.outbox("bill.voided").await;
+    assert_eq!(
+        (
+            voided[0]["voided_minor"].as_i64(),
+            voided[0]["refunded_minor"].as_i64()
+        ),
+        (Some(5_000), Some(5_000))
+    );
+    let refunds = f.outbox("payment.refunded").await;
+    let mut amounts: Vec<i64> = refunds
+        .iter()
+        .map(|r| r["amount_minor"].as_i64().unwrap())
+        .collect();
+    amounts.sort_unstable();
+    assert_eq!(amounts, [2_000, 3_000]);
+    let (status, problem, _) = f.pay(&bill, json!({"amount": 1, "method": "cash"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(problem["type"].as_str().unwrap().ends_with("bill-voided"));
+}
+both_backends!(cancelling_voids_the_unpaid_part_and_refunds_the_rest);
+
+async fn twenty_concurrent_payments_with_one_key_make_one(backend: TestBackend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    f.deliver(&f.bills, &booked("appt-4", "pat-4", 10_000))
+        .await;
+    let bill = f.bill_of("pat-4").await;
+    let uri = format!("/bills/{}/payments", bill["billId"].as_str().unwrap());
+    let f = Arc::new(f);
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let (f, uri) = (f.clone(), uri.clone());
+            tokio::spawn(async move {
+                f.call(
+                    "POST",
+                    &uri,
+                    Some("pay-once"),
+                    Some(json!({"amount": 10, "method": "cash"})),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for call in calls {
+        let (status, _, body) = call.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        bodies.push(body);
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every retry gets the first payment back"
+    );
+    let bill = f.bill_of("pat-4").await;
+    assert_eq!(bill["payments"].as_array().unwrap().len(), 1);
+    assert_eq!(text(&bill["paid"]), "10.0");
+}
+both_backends!(twenty_concurrent_payments_with_one_key_make_one);
