@@ -1,0 +1,4 @@
+pub mod consultation;
+pub mod directory;
+pub mod routes;
+pub mod store;
