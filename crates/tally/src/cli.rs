@@ -69,7 +69,7 @@ impl DbArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start every service in this process on one port.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create or upgrade every service's database, then exit.
     Migrate,
     /// Inspect and replay events that consumers gave up on.
@@ -125,6 +125,53 @@ pub struct ServeArgs {
     /// Currency of wallets opened without one.
     #[arg(long, env = "TALLY_DEFAULT_CURRENCY", default_value = "USD")]
     pub default_currency: String,
+    /// The clinic's offset from UTC, for dates given without one (document 000's), e.g. +03:00.
+    #[arg(long, env = "TALLY_CLINIC_UTC_OFFSET", default_value = "+00:00")]
+    pub clinic_utc_offset: String,
+    /// Base URL of the patients service when another process serves it; care checks patients
+    /// there instead of in this process.
+    #[arg(long, env = "TALLY_PATIENTS_URL", requires = "patients_token")]
+    pub patients_url: Option<String>,
+    /// Care's own token for the patients service (scope patients:read), with --patients-url.
+    #[arg(long, env = "TALLY_PATIENTS_TOKEN", hide_env_values = true)]
+    pub patients_token: Option<String>,
+    /// A URL every notification is posted to, signed (repeatable; comma-separated in the
+    /// environment variable).
+    #[arg(
+        long = "webhook",
+        env = "TALLY_WEBHOOKS",
+        value_delimiter = ',',
+        requires = "webhook_secret"
+    )]
+    pub webhooks: Vec<String>,
+    /// The secret webhook bodies are signed with (HMAC-SHA256).
+    #[arg(long, env = "TALLY_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// SMTP server notifications are mailed through (plain SMTP; none: no e-mail).
+    #[arg(long, env = "TALLY_SMTP_HOST")]
+    pub smtp_host: Option<String>,
+    #[arg(long, env = "TALLY_SMTP_PORT", default_value_t = 25)]
+    pub smtp_port: u16,
+    /// The sender of notification e-mails.
+    #[arg(long, env = "TALLY_SMTP_FROM", default_value = "tally@localhost")]
+    pub smtp_from: String,
+    /// Attempts at delivering a notification before it is marked failed.
+    #[arg(long, env = "TALLY_NOTIFICATION_MAX_ATTEMPTS", default_value_t = 5)]
+    pub notification_max_attempts: u32,
+    /// Wait after a failed delivery, doubling after each further one, in milliseconds.
+    #[arg(
+        long,
+        env = "TALLY_NOTIFICATION_RETRY_BASE_MS",
+        default_value_t = 30_000
+    )]
+    pub notification_retry_base_ms: u64,
+    /// Longest wait between two delivery attempts, in milliseconds.
+    #[arg(
+        long,
+        env = "TALLY_NOTIFICATION_RETRY_MAX_MS",
+        default_value_t = 1_800_000
+    )]
+    pub notification_retry_max_ms: u64,
     /// Requests to GET /providers/top per minute per token (0: no limit).
     #[arg(long, env = "TALLY_TOP_PROVIDERS_PER_MINUTE", default_value_t = 10)]
     pub top_providers_per_minute: u32,
@@ -199,7 +246,7 @@ pub enum EventsCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = cli.db.settings()?;
     match cli.command {
-        Command::Serve(args) => serve(settings, args).await,
+        Command::Serve(args) => serve(settings, *args).await,
         Command::Migrate => {
             init_logs(false);
             let platform = Platform::open(&settings).await?;
@@ -321,7 +368,51 @@ async fn serve(settings: DbSettings, args: ServeArgs) -> anyhow::Result<()> {
         limiter,
         protect_metrics: args.protect_metrics,
     };
+    let clinic_utc_offset: chrono::FixedOffset = args.clinic_utc_offset.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--clinic-utc-offset must look like +03:00, not {}",
+            args.clinic_utc_offset
+        )
+    })?;
+    let secret = args.webhook_secret.clone().unwrap_or_default();
+    let notifications = tally_notifications::NotificationSettings {
+        webhooks: args
+            .webhooks
+            .iter()
+            .map(|url| tally_notifications::Webhook {
+                url: url.clone(),
+                secret: secret.clone(),
+            })
+            .collect(),
+        smtp: args
+            .smtp_host
+            .clone()
+            .map(|host| tally_notifications::Smtp {
+                host,
+                port: args.smtp_port,
+                from: args.smtp_from.clone(),
+            }),
+        max_attempts: args.notification_max_attempts.max(1),
+        retry_base: Duration::from_millis(args.notification_retry_base_ms),
+        retry_max: Duration::from_millis(args.notification_retry_max_ms),
+        ..Default::default()
+    };
+    notifications
+        .validate()
+        .map_err(|e| anyhow::anyhow!("notification settings: {e}"))?;
+    if !args.no_consumers {
+        tasks.spawn(tally_notifications::run_delivery(
+            platform.notifications(notifications.clone()),
+            shutdown.clone(),
+        ));
+    }
     let api = platform::ApiSettings {
+        patients: match (args.patients_url.clone(), args.patients_token.clone()) {
+            (Some(url), Some(token)) => platform::PatientsAt::Http { url, token },
+            _ => platform::PatientsAt::InProcess,
+        },
+        care: tally_care::CareSettings { clinic_utc_offset },
+        notifications,
         default_currency,
         top_providers: tally_claims::TopProvidersRate {
             per_minute: args.top_providers_per_minute,

@@ -28,15 +28,28 @@ pub struct Platform {
     billing: Db,
     pub claims: Db,
     patients: Db,
+    care: Db,
+    notifications: Db,
     pub auth: Db,
+}
+
+/// Where care finds out whether a patient may be booked.
+pub enum PatientsAt {
+    /// The patients service runs in this process.
+    InProcess,
+    /// Another process serves it: its URL and this service's own token (`patients:read`).
+    Http { url: String, token: String },
 }
 
 /// Per-service settings of the HTTP API.
 pub struct ApiSettings {
+    pub patients: PatientsAt,
+    pub care: tally_care::CareSettings,
     pub default_currency: Currency,
     pub top_providers: tally_claims::TopProvidersRate,
     /// Largest `POST /claims` body (files of claim rows are larger than other requests).
     pub claims_body_limit_bytes: usize,
+    pub notifications: tally_notifications::NotificationSettings,
 }
 
 /// How requests are authenticated and limited.
@@ -62,6 +75,8 @@ impl Platform {
             billing: Db::open_and_migrate(settings, &tally_billing::SCHEMA).await?,
             claims: Db::open_and_migrate(settings, &tally_claims::SCHEMA).await?,
             patients: Db::open_and_migrate(settings, &tally_patients::SCHEMA).await?,
+            care: Db::open_and_migrate(settings, &tally_care::SCHEMA).await?,
+            notifications: Db::open_and_migrate(settings, &tally_notifications::SCHEMA).await?,
             auth: Db::open_and_migrate(settings, &tally_auth::SCHEMA).await?,
         })
     }
@@ -74,6 +89,13 @@ impl Platform {
         )
     }
 
+    pub fn notifications(
+        &self,
+        settings: tally_notifications::NotificationSettings,
+    ) -> tally_notifications::Notifications {
+        tally_notifications::Notifications::new(self.notifications.clone(), settings)
+    }
+
     /// The services' databases (each with an event log).
     pub fn databases(&self) -> Vec<Db> {
         vec![
@@ -82,6 +104,8 @@ impl Platform {
             self.billing.clone(),
             self.claims.clone(),
             self.patients.clone(),
+            self.care.clone(),
+            self.notifications.clone(),
         ]
     }
 
@@ -96,6 +120,14 @@ impl Platform {
         bus.add_log(self.billing.clone(), tally_billing::PUBLISHES);
         bus.add_log(self.claims.clone(), tally_claims::PUBLISHES);
         bus.add_log(self.patients.clone(), tally_patients::PUBLISHES);
+        bus.add_log(self.care.clone(), tally_care::PUBLISHES);
+        bus.add_log(self.notifications.clone(), tally_notifications::PUBLISHES);
+        bus.add_consumer(tally_notifications::recipients_consumer(
+            self.notifications.clone(),
+        ));
+        bus.add_consumer(tally_notifications::messages_consumer(
+            self.notifications.clone(),
+        ));
         bus.add_consumer(tally_reporting::statistics_consumer(self.reporting.clone()));
         for consumer in self.billing().consumers() {
             bus.add_consumer(consumer);
@@ -114,6 +146,19 @@ impl Platform {
             settings.claims_body_limit_bytes,
         ));
         let reporting = tally_reporting::router(self.reporting.clone());
+        let directory: std::sync::Arc<dyn tally_care::PatientDirectory> = match settings.patients {
+            PatientsAt::InProcess => std::sync::Arc::new(InProcessPatients(
+                tally_patients::Patients::new(self.patients.clone()),
+            )),
+            PatientsAt::Http { url, token } => {
+                std::sync::Arc::new(tally_care::HttpPatientDirectory::new(url, token))
+            }
+        };
+        let care = tally_care::router(tally_care::Care::new(
+            self.care.clone(),
+            directory,
+            settings.care,
+        ));
         let api = axum::Router::new()
             .merge(security.protect(tally_wallets::router(wallets), "wallets"))
             .merge(security.protect(reporting, "reporting"))
@@ -122,12 +167,19 @@ impl Platform {
             .merge(security.protect(
                 tally_patients::router(tally_patients::Patients::new(self.patients.clone())),
                 "patients",
+            ))
+            .merge(security.protect(care, "care"))
+            .merge(security.protect(
+                tally_notifications::router(self.notifications(settings.notifications)),
+                "notifications",
             ));
         let mut openapi = tally_wallets::WalletsApi::openapi();
         openapi.merge(tally_reporting::ReportingApi::openapi());
         openapi.merge(tally_billing::BillingApi::openapi());
         openapi.merge(tally_claims::ClaimsApi::openapi());
         openapi.merge(tally_patients::PatientsApi::openapi());
+        openapi.merge(tally_care::CareApi::openapi());
+        openapi.merge(tally_notifications::NotificationsApi::openapi());
         openapi.info.title = "Tally".into();
         openapi.info.version = env!("CARGO_PKG_VERSION").into();
         openapi.info.description = Some(
@@ -206,5 +258,32 @@ pub async fn forget_idle_buckets(limiter: tally_auth::WriteLimiter, shutdown: Ca
             _ = tokio::time::sleep(Duration::from_secs(60)) => limiter.forget_idle(),
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// The patients service answering care in this process, with no HTTP in between.
+struct InProcessPatients(tally_patients::Patients);
+
+impl tally_care::PatientDirectory for InProcessPatients {
+    fn status<'a>(
+        &'a self,
+        patient_id: uuid::Uuid,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<Option<tally_care::PatientStatus>, tally_care::DirectoryError>,
+    > {
+        Box::pin(async move {
+            let status = self
+                .0
+                .lookup(patient_id)
+                .await
+                .map_err(|e| tally_care::DirectoryError::Failed(e.to_string()))?;
+            Ok(status.map(|s| match s {
+                tally_patients::PatientStatus::Active => tally_care::PatientStatus::Active,
+                tally_patients::PatientStatus::Deactivated => {
+                    tally_care::PatientStatus::Deactivated
+                }
+            }))
+        })
     }
 }

@@ -9,6 +9,7 @@ mod claims;
 mod cli;
 mod concurrency;
 mod crash;
+mod hospital;
 mod idempotency;
 mod security;
 mod wallets_api;

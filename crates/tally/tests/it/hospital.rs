@@ -1,0 +1,470 @@
+//! Flow 1 against the real binary: register, book, bill generated, close, bill adjusted with
+//! its finance record, partial payments (a declined card and a wallet without enough money
+//! in between), bill paid, notifications stored and delivered to a signed webhook; then an
+//! appointment cancelled after a partial payment, refunded. Also document 000's requests.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+
+use crate::support::{eventually, minor_units, Api, Backend, Obj, TestServer};
+
+const SECRET: &str = "webhook-test-secret";
+
+/// A webhook receiver: refuses the first two requests it gets, then accepts; checks every
+/// signature; counts acceptances per delivery id.
+#[derive(Default)]
+struct Receiver {
+    requests: usize,
+    bad_signatures: usize,
+    accepted: HashMap<String, (usize, String)>,
+}
+
+async fn start_receiver() -> (String, Arc<Mutex<Receiver>>) {
+    let state = Arc::new(Mutex::new(Receiver::default()));
+    let shared = state.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let state = shared.clone();
+            async move {
+                let mut r = state.lock().unwrap();
+                r.requests += 1;
+                let signature = headers
+                    .get("tally-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let now = chrono::Utc::now().timestamp();
+                if tally_notifications::signature::verify(
+                    SECRET.as_bytes(),
+                    signature,
+                    &body,
+                    now,
+                    300,
+                )
+                .is_err()
+                {
+                    r.bad_signatures += 1;
+                }
+                if r.requests <= 2 {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let id = headers
+                    .get("tally-notification-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let event_type = event["eventType"].as_str().unwrap_or("").to_owned();
+                r.accepted.entry(id).or_insert((0, event_type)).0 += 1;
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, state)
+}
+
+async fn register_patient(api: &Api, name: &str) -> String {
+    let body = format!(
+        r#"{{"fullName":"{name}","dateOfBirth":"1980-04-02","email":"patient@example.org","phone":"+15550100200"}}"#
+    );
+    api.post("/patients", &body)
+        .await
+        .expect(201, "POST /patients")
+        .str("id")
+}
+
+async fn physician(api: &Api) -> String {
+    let body = r#"{"name":"Dr. Block","tariff":{"kind":"per_block","blockMinutes":15,"feePerBlock":"25.00","currency":"USD"}}"#;
+    api.post("/physicians", body)
+        .await
+        .expect(201, "POST /physicians")
+        .str("id")
+}
+
+async fn book(api: &Api, patient: &str, physician: &str, start: &str, end: &str) -> Obj {
+    let body = format!(
+        r#"{{"patientId":"{patient}","physicianId":"{physician}","scheduledStart":"{start}","scheduledEnd":"{end}"}}"#
+    );
+    api.post("/appointments", &body)
+        .await
+        .expect(201, "POST /appointments")
+}
+
+async fn bill_of(api: &Api, appointment: &str, patient: &str) -> Obj {
+    eventually(
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        "the bill",
+        || async {
+            let page = api
+                .get(&format!("/bills?patientId={patient}"))
+                .await
+                .expect(200, "GET /bills");
+            let id = page
+                .list("items")
+                .into_iter()
+                .find(|b| b.str("appointmentId") == appointment)?
+                .str("billId");
+            Some(
+                api.get(&format!("/bills/{id}"))
+                    .await
+                    .expect(200, "GET /bills/{id}"),
+            )
+        },
+    )
+    .await
+}
+
+async fn pay(api: &Api, bill: &str, body: &str) -> Obj {
+    let response = api.post(&format!("/bills/{bill}/payments"), body).await;
+    assert!(
+        matches!(response.status, 201 | 202),
+        "payment {body}: {} {}",
+        response.status,
+        response.text()
+    );
+    response.expect(response.status, "payment")
+}
+
+async fn bill_until(api: &Api, bill: &str, what: &str, done: impl Fn(&Obj) -> bool) -> Obj {
+    eventually(
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        what,
+        || async {
+            let bill = api
+                .get(&format!("/bills/{bill}"))
+                .await
+                .expect(200, "GET /bills/{id}");
+            done(&bill).then_some(bill)
+        },
+    )
+    .await
+}
+
+async fn hospital_flow(backend: Backend) {
+    let (hook, receiver) = start_receiver().await;
+    let args = [
+        "--webhook",
+        hook.as_str(),
+        "--webhook-secret",
+        SECRET,
+        "--notification-retry-base-ms",
+        "50",
+        "--notification-retry-max-ms",
+        "200",
+    ];
+    let server = TestServer::start_with(backend, &args).await;
+    let api = server.api();
+
+    let patient = register_patient(&api, "Maria da Silva").await;
+    let doctor = physician(&api).await;
+    // The patient's wallet, with less money than the wallet payment will ask for at first.
+    let wallet = api.create_client("Maria").await.wallet_id;
+    api.deposit(wallet, 5_000).await;
+
+    // Booked for 30 minutes: two started blocks of 25.00.
+    let appointment = book(
+        &api,
+        &patient,
+        &doctor,
+        "2026-03-02T09:00:00Z",
+        "2026-03-02T09:30:00Z",
+    )
+    .await;
+    let appointment_id = appointment.str("id");
+    assert_eq!(appointment.raw("scheduledPrice"), "50.00");
+    let bill = bill_of(&api, &appointment_id, &patient).await;
+    let bill_id = bill.str("billId");
+    assert_eq!(
+        (bill.raw("amount"), bill.str("status")),
+        ("50.00", "open".to_owned())
+    );
+
+    // Closed after 40 minutes: three started blocks, 75.00.
+    let closed = api
+        .post(
+            &format!("/appointments/{appointment_id}/close"),
+            r#"{"end":"2026-03-02T09:40:00Z"}"#,
+        )
+        .await
+        .expect(200, "close");
+    assert_eq!(closed.str("status"), "closed");
+    let bill = bill_until(&api, &bill_id, "the bill adjusted", |b| {
+        b.raw("amount") == "75.00"
+    })
+    .await;
+    let finance = bill.obj("financeRecord");
+    assert_eq!(
+        (finance.i64("durationMinutes"), finance.raw("price")),
+        (40, "75.00")
+    );
+
+    // A declined card charges nothing.
+    let declined = pay(
+        &api,
+        &bill_id,
+        r#"{"amount":"25.00","method":"card","card":{"number":"4000000000000002"}}"#,
+    )
+    .await;
+    assert_eq!(
+        (declined.str("status"), declined.str("failureReason")),
+        ("failed".into(), "card_declined".into())
+    );
+    // A wallet without enough money: the payment fails, the wallet is untouched.
+    let short = pay(
+        &api,
+        &bill_id,
+        &format!(r#"{{"amount":"75.00","method":"wallet","walletId":{wallet}}}"#),
+    )
+    .await;
+    assert_eq!(short.str("status"), "pending");
+    bill_until(&api, &bill_id, "the short wallet payment failed", |b| {
+        b.list("payments")
+            .iter()
+            .any(|p| p.str("paymentId") == short.str("paymentId") && p.str("status") == "failed")
+    })
+    .await;
+    assert_eq!(api.wallet(wallet).await.balance, 5_000);
+    // Two partial payments that cover the bill: a card, then the wallet.
+    let card = pay(
+        &api,
+        &bill_id,
+        r#"{"amount":"25.00","method":"card","card":{"number":"4242424242424242"}}"#,
+    )
+    .await;
+    assert_eq!(card.str("status"), "completed");
+    pay(
+        &api,
+        &bill_id,
+        &format!(r#"{{"amount":"50.00","method":"wallet","walletId":{wallet}}}"#),
+    )
+    .await;
+    let paid = bill_until(&api, &bill_id, "the bill paid", |b| {
+        b.str("status") == "paid"
+    })
+    .await;
+    assert_eq!((paid.raw("paid"), paid.raw("due")), ("75.00", "0.00"));
+    assert_eq!(api.wallet(wallet).await.balance, 0, "the wallet paid 50.00");
+    let completed: i64 = paid
+        .list("payments")
+        .iter()
+        .filter(|p| p.str("status") == "completed")
+        .map(|p| minor_units(p.raw("amount")).unwrap())
+        .sum();
+    assert_eq!(
+        completed, 7_500,
+        "the bill's paid amount is the sum of its completed payments"
+    );
+
+    // A second appointment, partly paid in cash, then cancelled: voided and refunded.
+    let second = book(
+        &api,
+        &patient,
+        &doctor,
+        "2026-03-03T10:00:00Z",
+        "2026-03-03T10:15:00Z",
+    )
+    .await
+    .str("id");
+    let second_bill = bill_of(&api, &second, &patient).await.str("billId");
+    pay(&api, &second_bill, r#"{"amount":"10.00","method":"cash"}"#).await;
+    api.post(
+        &format!("/appointments/{second}/cancel"),
+        r#"{"reason":"patient asked"}"#,
+    )
+    .await
+    .expect(200, "cancel");
+    let voided = bill_until(&api, &second_bill, "the bill voided", |b| {
+        b.str("status") == "voided"
+    })
+    .await;
+    assert_eq!(voided.raw("refunded"), "10.00");
+    api.post(
+        &format!("/bills/{second_bill}/payments"),
+        r#"{"amount":"1.00","method":"cash"}"#,
+    )
+    .await
+    .problem(409, "paying a voided bill");
+
+    // Notifications: stored once per event, and delivered to the webhook once each, signed.
+    let wanted = [
+        "appointment.booked",
+        "bill.generated",
+        "payment.failed",
+        "payment.completed",
+        "bill.paid",
+        "appointment.cancelled",
+    ];
+    let stored = eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "notifications",
+        || async {
+            let page = api
+                .get(&format!("/notifications?patientId={patient}&limit=100"))
+                .await
+                .expect(200, "GET /notifications");
+            let items = page.list("items");
+            let types: Vec<String> = items.iter().map(|n| n.str("eventType")).collect();
+            wanted
+                .iter()
+                .all(|w| types.iter().any(|t| t == w))
+                .then_some(items)
+        },
+    )
+    .await;
+    let mut per_event: HashMap<String, usize> = HashMap::new();
+    for n in &stored {
+        *per_event.entry(n.str("eventId")).or_default() += 1;
+    }
+    assert!(
+        per_event.values().all(|&n| n == 1),
+        "one message per event: {per_event:?}"
+    );
+    let delivered = eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "webhook deliveries",
+        || async {
+            let r = receiver.lock().unwrap();
+            (r.accepted.len() >= stored.len())
+                .then(|| (r.accepted.clone(), r.bad_signatures, r.requests))
+        },
+    )
+    .await;
+    let (accepted, bad_signatures, requests) = delivered;
+    assert_eq!(
+        bad_signatures, 0,
+        "every request was signed with the secret"
+    );
+    assert!(
+        requests >= accepted.len() + 2,
+        "the two refused requests were retried"
+    );
+    assert!(
+        accepted.values().all(|(n, _)| *n == 1),
+        "each notification accepted once: {accepted:?}"
+    );
+}
+on_both_backends!(hospital_flow: hospital_flow_sqlite, hospital_flow_postgres);
+
+/// Document 000's manual happy flow, with its exact requests, once a patient and a physician
+/// exist with the ids it uses (one UUID for both, as the document has it).
+async fn document_000_replayed(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let api = server.api();
+    let id = "e6afa807-8705-43d8-ba48-40a421843248";
+    let patient = r#"{"fullName":"Paulo Patient","dateOfBirth":"1990-01-01"}"#;
+    let put = api
+        .send(
+            api.client()
+                .put(api.url(&format!("/patients/{id}")))
+                .header("content-type", "application/json")
+                .body(patient),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.text());
+    let again = api
+        .send(
+            api.client()
+                .put(api.url(&format!("/patients/{id}")))
+                .header("content-type", "application/json")
+                .body(patient),
+        )
+        .await;
+    assert_eq!(
+        again.status,
+        200,
+        "PUT again is idempotent: {}",
+        again.text()
+    );
+    let physician = r#"{"name":"Dr. Gurgel","tariff":{"kind":"per_block","blockMinutes":30,"feePerBlock":"100.00","currency":"USD"}}"#;
+    let put = api
+        .send(
+            api.client()
+                .put(api.url(&format!("/physicians/{id}")))
+                .header("content-type", "application/json")
+                .body(physician),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{}", put.text());
+
+    let create = r#"{
+    "patient_id": "e6afa807-8705-43d8-ba48-40a421843248",
+    "physician_id": "e6afa807-8705-43d8-ba48-40a421843248",
+    "start_date": "2021-07-01T08:30:00.000"
+}"#;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers({
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert(
+                "authorization",
+                format!("Bearer {}", server.admin_token()).parse().unwrap(),
+            );
+            h
+        })
+        .build()
+        .unwrap();
+    let created = Api::try_send(
+        no_redirects
+            .post(api.url("/consultation/v1/create"))
+            .header("content-type", "application/json")
+            .body(create),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(created.status, 302 | 303 | 307),
+        "a redirect: {} {}",
+        created.status,
+        created.text()
+    );
+    let location = created.header("location").expect("Location");
+    let consultation = location.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(
+        location,
+        format!("/consultation/v1/consultation/{consultation}")
+    );
+
+    let close = format!(
+        r#"{{
+    "end_date": "2021-07-01T13:40:00.000",
+    "id": "{consultation}",
+    "patient_id": "e6afa807-8705-43d8-ba48-40a421843248",
+    "physician_id": "e6afa807-8705-43d8-ba48-40a421843248",
+    "start_date": "2021-07-01T08:30:00.000"
+}}"#
+    );
+    let closed = api.post("/consultation/v1/close", &close).await;
+    assert!(
+        (200..300).contains(&closed.status),
+        "close: {} {}",
+        closed.status,
+        closed.text()
+    );
+    let view = api.get(&location).await.expect(200, "GET the consultation");
+    // 5 h 10 min = 310 minutes: 11 started blocks of 30 minutes at 100.00.
+    assert_eq!(view.raw("price"), "1100.00");
+    assert_eq!(view.str("id"), consultation);
+    let all = api.get("/consultation/v1/consultation").await;
+    assert_eq!(all.status, 200);
+    assert!(all.text().contains(&consultation));
+    // Billing wrote the finance record of the closed consultation.
+    let bill = bill_of(&api, &consultation, id).await;
+    let bill = bill_until(&api, &bill.str("billId"), "the finance record", |b| {
+        !b.is_null("financeRecord")
+    })
+    .await;
+    assert_eq!(bill.obj("financeRecord").raw("price"), "1100.00");
+}
+on_both_backends!(document_000_replayed: document_000_sqlite, document_000_postgres);
