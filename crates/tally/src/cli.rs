@@ -21,6 +21,14 @@ use crate::platform::{self, Platform};
 pub struct Cli {
     #[command(flatten)]
     pub db: DbArgs,
+    /// Which logs to write, as tracing filter directives (`info`, `debug,sqlx=warn`, ...).
+    #[arg(
+        long,
+        env = "TALLY_LOG",
+        default_value = "info,sqlx=warn",
+        global = true
+    )]
+    pub log: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -245,10 +253,11 @@ pub enum EventsCommand {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = cli.db.settings()?;
+    let log = cli.log.clone();
     match cli.command {
-        Command::Serve(args) => serve(settings, *args).await,
+        Command::Serve(args) => serve(settings, &log, *args).await,
         Command::Migrate => {
-            init_logs(false);
+            init_logs(&log, false);
             let platform = Platform::open(&settings).await?;
             for db in platform.databases() {
                 println!("migrated {}", db.service());
@@ -257,7 +266,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dlq(cmd) => {
-            init_logs(false);
+            init_logs(&log, false);
             let platform = Platform::open(&settings).await?;
             let result = dlq(&platform, cmd).await;
             platform.close().await;
@@ -268,7 +277,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             batch_size,
             rejects,
         } => {
-            init_logs(false);
+            init_logs(&log, false);
             let db = tally_db::Db::open_and_migrate(&settings, &tally_claims::SCHEMA).await?;
             let rejects = rejects.unwrap_or_else(|| {
                 let mut name = file.clone().into_os_string();
@@ -293,7 +302,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(cmd) => {
-            init_logs(false);
+            init_logs(&log, false);
             let auth = tally_db::Db::open_and_migrate(&settings, &tally_auth::SCHEMA).await?;
             let result = token(&auth, cmd).await;
             auth.close().await;
@@ -303,17 +312,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             from_start,
             service,
         }) => {
-            init_logs(false);
+            init_logs(&log, false);
             let platform = Platform::open(&settings).await?;
             tail(&platform, from_start, service.as_deref()).await
         }
     }
 }
 
-fn init_logs(json: bool) {
+fn init_logs(directives: &str, json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("TALLY_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter = EnvFilter::try_new(directives).unwrap_or_else(|e| {
+        eprintln!("warning: --log {directives:?} is not a valid filter ({e}); using info");
+        EnvFilter::new("info,sqlx=warn")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -328,8 +339,8 @@ fn init_logs(json: bool) {
     }
 }
 
-async fn serve(settings: DbSettings, args: ServeArgs) -> anyhow::Result<()> {
-    init_logs(args.log_json);
+async fn serve(settings: DbSettings, log: &str, args: ServeArgs) -> anyhow::Result<()> {
+    init_logs(&log, args.log_json);
     let default_currency = Currency::parse(&args.default_currency)
         .with_context(|| format!("--default-currency {} is not usable", args.default_currency))?;
     let platform = Platform::open(&settings).await?;

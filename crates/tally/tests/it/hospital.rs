@@ -161,6 +161,9 @@ async fn hospital_flow(backend: Backend) {
         "50",
         "--notification-retry-max-ms",
         "200",
+        // Verbose logs, for the check below that none of them carries patient data.
+        "--log",
+        "debug,sqlx=warn,hyper=info,h2=info,reqwest=info,lettre=info",
     ];
     let server = TestServer::start_with(backend, &args).await;
     let api = server.api();
@@ -354,6 +357,26 @@ async fn hospital_flow(backend: Backend) {
         accepted.values().all(|(n, _)| *n == 1),
         "each notification accepted once: {accepted:?}"
     );
+
+    // No patient data in the logs of the whole flow: no name, e-mail, phone or date of birth.
+    let log = server.log_all();
+    assert!(
+        log.lines().count() > 50,
+        "the flow was logged at debug level"
+    );
+    for secret in [
+        "Maria",
+        "Silva",
+        "patient@example.org",
+        "example.org",
+        "15550100200",
+        "1980-04-02",
+    ] {
+        assert!(
+            !log.contains(secret),
+            "the server log contains patient data ({secret})"
+        );
+    }
 }
 on_both_backends!(hospital_flow: hospital_flow_sqlite, hospital_flow_postgres);
 
@@ -468,3 +491,222 @@ async fn document_000_replayed(backend: Backend) {
     assert_eq!(bill.obj("financeRecord").raw("price"), "1100.00");
 }
 on_both_backends!(document_000_replayed: document_000_sqlite, document_000_postgres);
+
+/// Billing not running while appointments are booked, closed and cancelled: when it starts,
+/// every bill appears with the right amount, exactly once. Bad input changes nothing.
+async fn billing_catches_up_after_being_stopped(backend: Backend) {
+    let mut server = TestServer::start_with(backend, &["--no-consumers"]).await;
+    let api = server.api();
+    let patient = register_patient(&api, "Late Biller").await;
+    let doctor = physician(&api).await;
+
+    // Bad input first: each a 4xx naming the field, and nothing booked.
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let book_body = |p: &str, d: &str, start: &str, end: &str| {
+        format!(
+            r#"{{"patientId":"{p}","physicianId":"{d}","scheduledStart":"{start}","scheduledEnd":"{end}"}}"#
+        )
+    };
+    let refusals = [
+        (
+            book_body(
+                &unknown,
+                &doctor,
+                "2026-04-01T09:00:00Z",
+                "2026-04-01T09:30:00Z",
+            ),
+            "patientId",
+        ),
+        (
+            book_body(
+                &patient,
+                &unknown,
+                "2026-04-01T09:00:00Z",
+                "2026-04-01T09:30:00Z",
+            ),
+            "physicianId",
+        ),
+        (
+            book_body(
+                &patient,
+                &doctor,
+                "2026-04-01T09:30:00Z",
+                "2026-04-01T09:00:00Z",
+            ),
+            "scheduledEnd",
+        ),
+        (
+            book_body(&patient, &doctor, "01/04/2026 9:00", "2026-04-01T09:30:00Z"),
+            "scheduledStart",
+        ),
+    ];
+    for (body, field) in &refusals {
+        api.post("/appointments", body)
+            .await
+            .problem_naming(422, field, "a refused booking");
+    }
+
+    // (scheduled minutes, closed after minutes, cancelled)
+    let plan = [
+        (30, Some(40), false),
+        (15, Some(15), false),
+        (45, None, false),
+        (30, None, true),
+    ];
+    let mut expected = Vec::new();
+    for (i, (scheduled, closed, cancelled)) in plan.iter().enumerate() {
+        let start = chrono::DateTime::parse_from_rfc3339("2026-04-02T08:00:00Z").unwrap()
+            + chrono::Duration::hours(i as i64);
+        let end = start + chrono::Duration::minutes(*scheduled);
+        let appointment = book(
+            &api,
+            &patient,
+            &doctor,
+            &start.to_rfc3339(),
+            &end.to_rfc3339(),
+        )
+        .await
+        .str("id");
+        let mut minutes = *scheduled;
+        if let Some(real) = closed {
+            let body = format!(
+                r#"{{"end":"{}"}}"#,
+                (start + chrono::Duration::minutes(*real)).to_rfc3339()
+            );
+            api.post(&format!("/appointments/{appointment}/close"), &body)
+                .await
+                .expect(200, "close");
+            api.post(&format!("/appointments/{appointment}/close"), &body)
+                .await
+                .problem(409, "closing twice");
+            minutes = *real;
+        }
+        if *cancelled {
+            api.post(&format!("/appointments/{appointment}/cancel"), "{}")
+                .await
+                .expect(200, "cancel");
+        }
+        // 25.00 per started block of 15 minutes.
+        let amount_minor = (minutes + 14) / 15 * 2_500;
+        let status = match (closed, cancelled) {
+            (_, true) => "voided",
+            _ => "open",
+        };
+        expected.push((appointment, amount_minor, status));
+    }
+    let page = api
+        .get(&format!("/bills?patientId={patient}"))
+        .await
+        .expect(200, "bills while billing is stopped");
+    assert!(
+        page.list("items").is_empty(),
+        "no bill while billing does not run"
+    );
+
+    server.restart(&[]).await;
+    let api = server.api();
+    eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "every bill",
+        || async {
+            let items = api
+                .get(&format!("/bills?patientId={patient}&limit=100"))
+                .await
+                .expect(200, "bills")
+                .list("items");
+            (items.len() == plan.len()).then_some(())
+        },
+    )
+    .await;
+    for (appointment, amount_minor, status) in &expected {
+        let bill = bill_of(&api, appointment, &patient).await;
+        let bill = bill_until(&api, &bill.str("billId"), "the bill settled", |b| {
+            b.str("status") == *status && minor_units(b.raw("amount")).unwrap() == *amount_minor
+        })
+        .await;
+        assert_eq!(bill.str("status"), *status);
+    }
+    // Once more, after another restart: nothing is applied twice.
+    server.restart(&[]).await;
+    let api = server.api();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again = api
+        .get(&format!("/bills?patientId={patient}&limit=100"))
+        .await
+        .expect(200, "bills")
+        .list("items");
+    assert_eq!(again.len(), plan.len(), "exactly one bill per appointment");
+}
+on_both_backends!(billing_catches_up_after_being_stopped: billing_catches_up_sqlite, billing_catches_up_postgres);
+
+/// Care in one process checks patients in another, over HTTP, with its own token; once the
+/// token is revoked, bookings are refused (503) and nothing is stored.
+async fn care_calls_patients_in_another_process(backend: Backend) {
+    let patients = TestServer::start_with(backend, &["--token-cache-ms", "0"]).await;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(patients.db_args())
+        .args([
+            "token",
+            "create",
+            "--name",
+            "care",
+            "--scopes",
+            "patients:read",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let care_token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let patient = register_patient(&patients.api(), "Remote Patient").await;
+
+    let url = patients.url("");
+    let care = TestServer::start_with(
+        backend,
+        &["--patients-url", &url, "--patients-token", &care_token],
+    )
+    .await;
+    let api = care.api();
+    let doctor = physician(&api).await;
+    book(
+        &api,
+        &patient,
+        &doctor,
+        "2026-05-01T09:00:00Z",
+        "2026-05-01T09:30:00Z",
+    )
+    .await;
+    let unknown = uuid::Uuid::now_v7();
+    let body = format!(
+        r#"{{"patientId":"{unknown}","physicianId":"{doctor}","scheduledStart":"2026-05-01T10:00:00Z","scheduledEnd":"2026-05-01T10:30:00Z"}}"#
+    );
+    api.post("/appointments", &body).await.problem_naming(
+        422,
+        "patientId",
+        "a patient the other process does not know",
+    );
+
+    let id = care_token.split('_').nth(1).unwrap();
+    let revoke = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(patients.db_args())
+        .args(["token", "revoke", id])
+        .output()
+        .unwrap();
+    assert!(revoke.status.success());
+    let body = format!(
+        r#"{{"patientId":"{patient}","physicianId":"{doctor}","scheduledStart":"2026-05-01T11:00:00Z","scheduledEnd":"2026-05-01T11:30:00Z"}}"#
+    );
+    api.post("/appointments", &body)
+        .await
+        .problem(503, "care's token was revoked");
+    let listed = api
+        .get(&format!("/appointments?patientId={patient}"))
+        .await
+        .expect(200, "appointments");
+    assert_eq!(
+        listed.list("items").len(),
+        1,
+        "the refused booking stored nothing"
+    );
+}
+on_both_backends!(care_calls_patients_in_another_process: remote_patients_sqlite, remote_patients_postgres);

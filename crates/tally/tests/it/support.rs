@@ -334,6 +334,11 @@ impl TestServer {
         args
     }
 
+    /// Everything the server wrote on stderr, over all its starts.
+    pub fn log_all(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     /// The last part of the server's stderr (all its starts), for failure messages.
     pub fn log_tail(&self) -> String {
         const TAIL_BYTES: u64 = 16 * 1024;
