@@ -340,7 +340,7 @@ fn init_logs(directives: &str, json: bool) {
 }
 
 async fn serve(settings: DbSettings, log: &str, args: ServeArgs) -> anyhow::Result<()> {
-    init_logs(&log, args.log_json);
+    init_logs(log, args.log_json);
     let default_currency = Currency::parse(&args.default_currency)
         .with_context(|| format!("--default-currency {} is not usable", args.default_currency))?;
     let platform = Platform::open(&settings).await?;
