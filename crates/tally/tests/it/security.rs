@@ -69,8 +69,64 @@ async fn tokens_and_scopes(backend: Backend) {
     let deposit = format!(r#"{{"walletId":{wallet},"amount":"1.00"}}"#);
     let wallet_path = format!("/wallets/{wallet}");
 
-    // (method, path, body, a token with the right scope, a token without it)
-    let groups: [(&str, &str, Option<&str>, &str, &str); 4] = [
+    let token = |scopes: &str| create_token(&server, scopes).1;
+    let (patients_read, patients_write) = (token("patients:read"), token("patients:write"));
+    let (care_read, care_write) = (token("care:read"), token("care:write"));
+    let (billing_read, claims_read) = (token("billing:read"), token("claims:read"));
+    let (claims_write, notifications_read) = (token("claims:write"), token("notifications:read"));
+    let patient = r#"{"fullName":"Scope Test","dateOfBirth":"1970-01-01"}"#;
+    let physician = r#"{"name":"Dr. Scope","tariff":{"blockMinutes":15,"feePerBlock":"10.00","currency":"USD"}}"#;
+    let claim = r#"[{"service_date":"3/28/18 0:00","submitted_procedure":"D0180","plan_group_number":"G","subscriber_number":"1","provider_npi":"1234567893","provider_fees":"$10.00","allowed_fees":"$5.00","member_coinsurance":"$0.00","member_copay":"$0.00"}]"#;
+
+    // (method, path, body, a token with the right scope, a token without it): every group.
+    let groups: Vec<(&str, &str, Option<&str>, &str, &str)> = vec![
+        (
+            "POST",
+            "/patients",
+            Some(patient),
+            &patients_write,
+            &patients_read,
+        ),
+        ("GET", "/patients", None, &patients_read, &care_write),
+        (
+            "POST",
+            "/physicians",
+            Some(physician),
+            &care_write,
+            &care_read,
+        ),
+        ("GET", "/physicians", None, &care_read, &patients_write),
+        ("GET", "/appointments", None, &care_read, &billing_read),
+        (
+            "GET",
+            "/consultation/v1/consultation",
+            None,
+            &care_read,
+            &patients_read,
+        ),
+        (
+            "GET",
+            "/bills?patientId=nobody",
+            None,
+            &billing_read,
+            &care_read,
+        ),
+        (
+            "GET",
+            "/billing/payables",
+            None,
+            &billing_read,
+            &claims_write,
+        ),
+        ("POST", "/claims", Some(claim), &claims_write, &claims_read),
+        ("GET", "/providers/top", None, &claims_read, &billing_read),
+        (
+            "GET",
+            "/notifications",
+            None,
+            &notifications_read,
+            &patients_read,
+        ),
         ("GET", &wallet_path, None, &wallets_read, &reporting_read),
         (
             "POST",
