@@ -27,23 +27,46 @@ pub async fn append(db: &Db, tx: &mut WriteTx, events: &[Envelope]) -> Result<()
         }
         Backend::Postgres => None,
     };
-    for (i, event) in events.iter().enumerate() {
-        let envelope = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(e.into()))?;
-        sqlx::query(
-            "INSERT INTO outbox (id, seq, topic, partition_key, envelope, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(event.id.to_string())
-        .bind(first_seq.map(|s| s + i as i64))
-        .bind(&event.event_type)
-        .bind(&event.aggregate_id)
-        .bind(envelope)
-        .bind(tally_kernel::time::to_db(event.occurred_at))
-        .execute(&mut **tx)
-        .await?;
+    // Many events (an import's batch) go in multi-row statements.
+    for (chunk_index, chunk) in events.chunks(APPEND_CHUNK).enumerate() {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = i * 6;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO outbox (id, seq, topic, partition_key, envelope, created_at) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (i, event) in chunk.iter().enumerate() {
+            let envelope =
+                serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(e.into()))?;
+            let position = (chunk_index * APPEND_CHUNK + i) as i64;
+            query = query
+                .bind(event.id.to_string())
+                .bind(first_seq.map(|s| s + position))
+                .bind(&event.event_type)
+                .bind(&event.aggregate_id)
+                .bind(envelope)
+                .bind(tally_kernel::time::to_db(event.occurred_at));
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }
+
+/// Events written per statement (6 parameters each, well within both databases' limits).
+const APPEND_CHUNK: usize = 200;
 
 /// Most unsequenced rows numbered in one sequencer transaction.
 pub const SEQUENCE_BATCH: i64 = 1_000;

@@ -98,9 +98,37 @@ pub enum Command {
         #[arg(long)]
         rejects: Option<PathBuf>,
     },
+    /// Measure, against a baseline run in the same process, and print ratios.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// GET /providers/top's query against the raw aggregate over all claims, as claims grow.
+    TopProviders {
+        /// Claim counts to measure at (comma-separated, growing).
+        #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 100_000])]
+        claims: Vec<u64>,
+        #[arg(long, default_value_t = 10_000)]
+        providers: u64,
+        /// Reads of the top providers at each size.
+        #[arg(long, default_value_t = 500)]
+        samples: usize,
+    },
+    /// tally import-claims against SQLite's .import and PostgreSQL's COPY of the same file.
+    ImportClaims {
+        #[arg(long, default_value_t = 100_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 10_000)]
+        providers: u64,
+        /// An admin PostgreSQL URL to compare with COPY (a database is created and dropped).
+        #[arg(long, env = "TALLY_BENCH_POSTGRES_URL")]
+        postgres: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -300,6 +328,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("rejected rows: {}", path.display());
             }
             Ok(())
+        }
+        Command::Bench(BenchCommand::TopProviders {
+            claims,
+            providers,
+            samples,
+        }) => {
+            init_logs("warn", false);
+            crate::bench::top_providers(&settings, &claims, providers.max(1), samples.max(1)).await
+        }
+        Command::Bench(BenchCommand::ImportClaims {
+            rows,
+            providers,
+            postgres,
+        }) => {
+            init_logs("warn", false);
+            crate::bench::import_claims(rows, providers.max(1), postgres.as_deref()).await
         }
         Command::Token(cmd) => {
             init_logs(&log, false);

@@ -3,6 +3,7 @@
 //! This crate is the only place that knows which services run in a process: it opens their
 //! databases, wires their consumers to the bus, merges their routes and serves them.
 
+mod bench;
 mod cli;
 mod import;
 mod platform;

@@ -113,21 +113,39 @@ impl Store {
             }
             query.execute(&mut **tx).await?;
         }
-        for (npi, delta) in domain::provider_totals(claims) {
-            sqlx::query(
+        // One multi-row upsert per chunk of providers, in NPI order (so that two transactions
+        // lock provider rows in the same order).
+        let totals: Vec<_> = domain::provider_totals(claims).into_iter().collect();
+        for chunk in totals.chunks(TOTALS_CHUNK) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "(${}, ${}, ${}, ${})",
+                        i * 4 + 1,
+                        i * 4 + 2,
+                        i * 4 + 3,
+                        i * 4 + 4
+                    )
+                })
+                .collect();
+            let sql = format!(
                 "INSERT INTO provider_totals (provider_npi, total_net_fee_minor, claim_count, \
-                 updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (provider_npi) DO UPDATE SET \
+                 updated_at) VALUES {} ON CONFLICT (provider_npi) DO UPDATE SET \
                  total_net_fee_minor = provider_totals.total_net_fee_minor \
                  + excluded.total_net_fee_minor, \
                  claim_count = provider_totals.claim_count + excluded.claim_count, \
                  updated_at = excluded.updated_at",
-            )
-            .bind(npi.as_str())
-            .bind(delta.net_fee_minor)
-            .bind(delta.claim_count)
-            .bind(&created_at)
-            .execute(&mut **tx)
-            .await?;
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (npi, delta) in chunk {
+                query = query
+                    .bind(npi.as_str())
+                    .bind(delta.net_fee_minor)
+                    .bind(delta.claim_count)
+                    .bind(&created_at);
+            }
+            query.execute(&mut **tx).await?;
         }
         let events: Vec<_> = claims
             .iter()
@@ -156,6 +174,9 @@ impl Store {
 }
 
 /// The ranking query; its `ORDER BY` is the order of the index `provider_totals_rank`.
+/// Providers upserted per statement (4 parameters each).
+const TOTALS_CHUNK: usize = 250;
+
 pub const TOP_PROVIDERS: &str = "SELECT provider_npi, total_net_fee_minor, claim_count \
      FROM provider_totals ORDER BY total_net_fee_minor DESC, provider_npi LIMIT $1";
 

@@ -1,0 +1,350 @@
+//! `tally bench`: measurements printed as ratios against a baseline run in the same process on
+//! the same machine (these machines are shared and noisy; absolute numbers mean little).
+//!
+//! - `top-providers`: the ranking read from its aggregate, against the raw `GROUP BY` over every
+//!   claim, as the number of claims grows. The aggregate's cost should stay flat.
+//! - `import-claims`: `tally import-claims` of a generated payer file, against SQLite's `.import`
+//!   (the `sqlite3` program) and PostgreSQL's `COPY` of the same file.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sqlx::{Connection as _, Executor as _};
+use tally_db::{Db, DbSettings, Location};
+use tally_kernel::EventMeta;
+
+/// A deterministic stream of pseudo-random numbers (xorshift), so that runs are comparable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// An NPI: nine digits and the Luhn check digit over `80840` and them.
+fn npi(n: u64) -> String {
+    let nine = format!("{:09}", 100_000_000 + n % 900_000_000);
+    let digits = format!("80840{nine}");
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    format!("{nine}{}", (10 - sum % 10) % 10)
+}
+
+const HEADER: &str = "\"service date\",\"submitted procedure\",quadrant,\"Plan/Group #\",\"Subscriber#\",\"Provider NPI\",\"provider fees\",\"Allowed fees\",\"member coinsurance\",\"member copay\"\n";
+
+/// One payer-style CSV row; every `bad_every`-th row has a procedure code that is refused.
+fn row(rng: &mut Rng, i: u64, providers: u64, bad_every: u64) -> String {
+    let provider = npi(rng.next() % providers);
+    let procedure = if bad_every > 0 && i % bad_every == bad_every - 1 {
+        "X0180".to_owned()
+    } else {
+        format!("D{:04}", rng.next() % 10_000)
+    };
+    let fees = 5_000 + rng.next() % 50_000;
+    let allowed = fees / 2;
+    format!(
+        "3/28/18 0:00,{procedure},UR,GRP-{},{},{provider},\"${}.{:02} \",\"${}.{:02} \",\"$0.00 \",\"$0.00 \"\n",
+        1000 + i % 50,
+        3_730_000_000 + i,
+        fees / 100,
+        fees % 100,
+        allowed / 100,
+        allowed % 100
+    )
+}
+
+fn write_file(path: &Path, rows: u64, providers: u64, bad_every: u64) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    out.write_all(HEADER.as_bytes())?;
+    let mut rng = Rng(0x5eed);
+    for i in 0..rows {
+        out.write_all(row(&mut rng, i, providers, bad_every).as_bytes())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn temp_dir(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "tally-bench-{name}-{}",
+        tally_kernel::id::new_v7().simple()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Percentile of sorted durations, in microseconds.
+fn percentile_us(sorted: &[Duration], p: usize) -> u128 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)].as_micros()
+}
+
+/// A ratio with two decimals, from integers (no floating point).
+fn ratio(numerator: u128, denominator: u128) -> String {
+    let hundredths = numerator * 100 / denominator.max(1);
+    format!("{}.{:02}x", hundredths / 100, hundredths % 100)
+}
+
+/// The process's resident memory now, and its peak, in KiB (Linux).
+fn memory_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Top providers from the aggregate against the raw aggregate query, at growing claim counts.
+pub async fn top_providers(
+    settings: &DbSettings,
+    sizes: &[u64],
+    providers: u64,
+    samples: usize,
+) -> anyhow::Result<()> {
+    let db = Db::open_and_migrate(settings, &tally_claims::SCHEMA).await?;
+    let store = tally_claims::Store::new(db.clone());
+    let meta = EventMeta::from_request("bench");
+    let raw = "SELECT provider_npi, SUM(net_fee_minor) AS total FROM claims GROUP BY provider_npi \
+               ORDER BY total DESC, provider_npi LIMIT 10";
+    println!("top providers, {providers} providers; {samples} reads each (raw: a tenth as many)");
+    println!(
+        "{:>10} {:>12} {:>12} {:>12} {:>12} {:>10}",
+        "claims", "top p50 us", "top p99 us", "raw p50 us", "raw p99 us", "raw/top"
+    );
+    let mut rng = Rng(0xbe4c);
+    let (mut loaded, mut first_p99, mut last_p99) = (0u64, 0u128, 0u128);
+    for &size in sizes {
+        while loaded < size {
+            let n = (size - loaded).min(5_000);
+            let mut csv = String::from(HEADER);
+            for i in 0..n {
+                csv.push_str(&row(&mut rng, loaded + i, providers, 0));
+            }
+            let claims: Vec<_> = tally_claims::csv_rows(csv.as_bytes())?
+                .filter_map(|r| r.ok().and_then(Result::ok))
+                .collect();
+            tally_claims::store_batch(&db, &claims, &meta).await?;
+            loaded += n;
+        }
+        let mut top = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let started = Instant::now();
+            store.top_providers(10).await?;
+            top.push(started.elapsed());
+        }
+        let mut scans = Vec::new();
+        for _ in 0..(samples / 10).max(3) {
+            let started = Instant::now();
+            sqlx::query(raw).fetch_all(db.reader()).await?;
+            scans.push(started.elapsed());
+        }
+        top.sort();
+        scans.sort();
+        let (top_p99, raw_p50) = (percentile_us(&top, 99), percentile_us(&scans, 50));
+        if first_p99 == 0 {
+            first_p99 = top_p99.max(1);
+        }
+        last_p99 = top_p99;
+        println!(
+            "{:>10} {:>12} {:>12} {:>12} {:>12} {:>10}",
+            size,
+            percentile_us(&top, 50),
+            top_p99,
+            raw_p50,
+            percentile_us(&scans, 99),
+            ratio(raw_p50, percentile_us(&top, 50).max(1))
+        );
+    }
+    println!(
+        "top p99 at {} claims / at {} claims: {} (flat: the aggregate is read, not the claims)",
+        sizes.last().copied().unwrap_or(0),
+        sizes.first().copied().unwrap_or(0),
+        ratio(last_p99, first_p99)
+    );
+    db.close().await;
+    Ok(())
+}
+
+/// Samples the process's resident memory while `work` runs; returns its result and the
+/// highest resident memory seen above where it started, in KiB.
+async fn with_memory<T>(work: impl std::future::Future<Output = T>) -> (T, u64) {
+    let (before, _) = memory_kib();
+    let done = tokio_util::sync::CancellationToken::new();
+    let watch = done.clone();
+    let sampler = tokio::spawn(async move {
+        let mut high = 0;
+        loop {
+            high = high.max(memory_kib().0);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = watch.cancelled() => return high,
+            }
+        }
+    });
+    let out = work.await;
+    done.cancel();
+    let high = sampler.await.unwrap_or(before);
+    (out, high.saturating_sub(before))
+}
+
+/// `tally import-claims` of one generated file against `.import` and `COPY` of the same file.
+pub async fn import_claims(
+    rows: u64,
+    providers: u64,
+    postgres: Option<&str>,
+) -> anyhow::Result<()> {
+    let dir = temp_dir("import")?;
+    let file = dir.join("claims.csv");
+    write_file(&file, rows, providers, 100)?;
+    let size_mib = std::fs::metadata(&file)?.len() / (1 << 20);
+    println!("import of {rows} rows ({size_mib} MiB, 1% bad), {providers} providers");
+
+    let sqlite = DbSettings::new(Location::SqliteDir(dir.join("data")));
+    let ((ours, ours_elapsed), memory) = with_memory(timed_import(&sqlite, &file, &dir)).await;
+    let ours = ours?;
+    println!(
+        "  tally import-claims (SQLite): {} rows/s, {} accepted, memory grew by at most {} MiB",
+        per_second(rows, ours_elapsed),
+        ours.accepted,
+        memory / 1024
+    );
+
+    match sqlite_import(&dir, &file) {
+        Ok(elapsed) => println!(
+            "  sqlite3 .import of the file:  {} rows/s; tally is {} of it (target 0.30x)",
+            per_second(rows, elapsed),
+            ratio(elapsed.as_micros(), ours_elapsed.as_micros())
+        ),
+        Err(e) => println!("  sqlite3 .import: not measured ({e:#})"),
+    }
+
+    if let Some(admin) = postgres {
+        match postgres_run(admin, &file, &dir).await {
+            Ok((ours_pg, copy)) => println!(
+                "  tally import-claims (PostgreSQL): {} rows/s; COPY: {} rows/s; tally is {} of COPY (target 0.50x)",
+                per_second(rows, ours_pg),
+                per_second(rows, copy),
+                ratio(copy.as_micros(), ours_pg.as_micros())
+            ),
+            Err(e) => println!("  PostgreSQL: not measured ({e:#})"),
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+fn per_second(rows: u64, elapsed: Duration) -> u128 {
+    u128::from(rows) * 1_000_000 / elapsed.as_micros().max(1)
+}
+
+async fn timed_import(
+    settings: &DbSettings,
+    file: &Path,
+    dir: &Path,
+) -> (anyhow::Result<crate::import::ImportReport>, Duration) {
+    let started = Instant::now();
+    let result = async {
+        let db = Db::open_and_migrate(settings, &tally_claims::SCHEMA).await?;
+        let report =
+            crate::import::import_claims(&db, file, 5_000, &dir.join("rejected.jsonl"), false)
+                .await;
+        db.close().await;
+        report
+    }
+    .await;
+    (result, started.elapsed())
+}
+
+fn sqlite_import(dir: &Path, file: &Path) -> anyhow::Result<Duration> {
+    let db = dir.join("raw.db");
+    let create = "CREATE TABLE claims_raw (service_date TEXT, submitted_procedure TEXT, quadrant TEXT, \
+                  plan_group_number TEXT, subscriber_number TEXT, provider_npi TEXT, provider_fees TEXT, \
+                  allowed_fees TEXT, member_coinsurance TEXT, member_copay TEXT);";
+    let started = Instant::now();
+    let output = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg(create)
+        .arg(".mode csv")
+        .arg(format!(".import --skip 1 {} claims_raw", file.display()))
+        .output()
+        .context("the sqlite3 program is not installed")?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        output.status.success(),
+        "sqlite3 failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(elapsed)
+}
+
+async fn postgres_run(
+    admin: &str,
+    file: &Path,
+    dir: &Path,
+) -> anyhow::Result<(Duration, Duration)> {
+    let mut conn = sqlx::PgConnection::connect(admin)
+        .await
+        .context("PostgreSQL does not answer")?;
+    let name = format!("tally_bench_{}", tally_kernel::id::new_v7().simple());
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await?;
+    let base = admin
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(admin);
+    let url = format!("{base}/{name}");
+    let result = async {
+        let (ours, elapsed) = timed_import(&DbSettings::new(Location::Postgres(url.clone())), file, dir).await;
+        ours?;
+        let mut target = sqlx::PgConnection::connect(&url).await?;
+        target
+            .execute(
+                "CREATE TABLE claims_raw (service_date TEXT, submitted_procedure TEXT, quadrant TEXT, \
+                 plan_group_number TEXT, subscriber_number TEXT, provider_npi TEXT, provider_fees TEXT, \
+                 allowed_fees TEXT, member_coinsurance TEXT, member_copay TEXT)",
+            )
+            .await?;
+        let bytes = std::fs::read(file)?;
+        let started = Instant::now();
+        let mut copy = target.copy_in_raw("COPY claims_raw FROM STDIN WITH (FORMAT csv, HEADER true)").await?;
+        copy.send(bytes).await?;
+        copy.finish().await?;
+        let copied = started.elapsed();
+        target.close().await.ok();
+        anyhow::Ok((elapsed, copied))
+    }
+    .await;
+    conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await
+        .ok();
+    result
+}
