@@ -710,3 +710,51 @@ async fn care_calls_patients_in_another_process(backend: Backend) {
     );
 }
 on_both_backends!(care_calls_patients_in_another_process: remote_patients_sqlite, remote_patients_postgres);
+
+/// 20 concurrent payments with one Idempotency-Key over HTTP make one payment, and every
+/// answer is the first one.
+async fn concurrent_payments_with_one_key(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let api = server.api();
+    let patient = register_patient(&api, "Concurrent Payer").await;
+    let doctor = physician(&api).await;
+    let appointment = book(
+        &api,
+        &patient,
+        &doctor,
+        "2026-06-01T09:00:00Z",
+        "2026-06-01T09:30:00Z",
+    )
+    .await
+    .str("id");
+    let bill = bill_of(&api, &appointment, &patient).await.str("billId");
+    let path = format!("/bills/{bill}/payments");
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let (api, path) = (api.clone(), path.clone());
+            tokio::spawn(async move {
+                let request = api
+                    .post_request(&path, r#"{"amount":"20.00","method":"card","card":{"number":"4242424242424242"}}"#)
+                    .header("Idempotency-Key", "one-payment");
+                api.send(request).await
+            })
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for call in calls {
+        let response = call.await.unwrap();
+        assert_eq!(response.status, 201, "{}", response.text());
+        bodies.push(response.body);
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every answer is the first payment"
+    );
+    let bill = api
+        .get(&format!("/bills/{bill}"))
+        .await
+        .expect(200, "the bill");
+    assert_eq!(bill.list("payments").len(), 1, "one payment");
+    assert_eq!(bill.raw("paid"), "20.00");
+}
+on_both_backends!(concurrent_payments_with_one_key: concurrent_payments_sqlite, concurrent_payments_postgres);
