@@ -454,14 +454,17 @@ async fn a_refused_oversized_body_leaves_the_connection_usable(backend: Backend)
     let wallet = api.create_client("Pooled").await.wallet_id;
     let body = oversized(&format!(r#"{{"walletId":{wallet},"amount":5,"pad":""#));
     let mut failures = Vec::new();
+    let mut refused_with_413 = 0;
     for round in 0..20 {
         api.wallet(wallet).await;
         let request = api.post_request("/resupplies", "").body(body.clone());
-        match Api::try_send(request).await {
-            Ok(response) => drop(response.problem(413, "a 1 MiB deposit")),
-            Err(e) => failures.push(format!(
-                "round {round}: the 1 MiB request itself failed: {e}"
-            )),
+        // The server answers 413 before reading the body and closes the connection; a client
+        // still writing the body may see the connection end before it reads the answer, as
+        // HTTP allows. What must hold is that the answer, when read, is the 413, and that the
+        // client's next request works.
+        if let Ok(response) = Api::try_send(request).await {
+            drop(response.problem(413, "a 1 MiB deposit"));
+            refused_with_413 += 1;
         }
         if let Err(e) =
             Api::try_send(api.client().get(api.url(&format!("/wallets/{wallet}")))).await
@@ -476,6 +479,10 @@ async fn a_refused_oversized_body_leaves_the_connection_usable(backend: Backend)
         "{} failures:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+    assert!(
+        refused_with_413 > 0,
+        "no 1 MiB request was answered with its 413"
     );
     assert_eq!(api.wallet(wallet).await.balance, 0);
 }
