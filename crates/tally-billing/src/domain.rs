@@ -140,25 +140,7 @@ impl CardNumber {
         if !(12..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err("must be 12 to 19 digits");
         }
-        let sum: u32 = digits
-            .bytes()
-            .rev()
-            .enumerate()
-            .map(|(i, b)| {
-                let d = u32::from(b - b'0');
-                if i % 2 == 1 {
-                    let x = d * 2;
-                    if x > 9 {
-                        x - 9
-                    } else {
-                        x
-                    }
-                } else {
-                    d
-                }
-            })
-            .sum();
-        if sum % 10 != 0 {
+        if !tally_kernel::luhn::is_valid(&digits) {
             return Err("is not a valid card number (check digit)");
         }
         Ok(CardNumber(digits))

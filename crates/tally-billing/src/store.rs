@@ -6,7 +6,6 @@ use sqlx::Row as _;
 use tally_bus::outbox;
 use tally_db::{Db, WriteTx};
 use tally_http::{Failure, Problem};
-use tally_kernel::event::DomainEvent;
 use tally_kernel::time;
 use tally_kernel::{Currency, Decimal, EventMeta, Money};
 
@@ -145,20 +144,6 @@ impl BillStore {
         &self.db
     }
 
-    async fn publish(
-        &self,
-        tx: &mut WriteTx,
-        meta: &EventMeta,
-        events: &[BillingEvent],
-    ) -> Result<(), sqlx::Error> {
-        let now = time::now();
-        let envelopes: Vec<_> = events
-            .iter()
-            .map(|e| e.to_envelope(SERVICE, meta, now))
-            .collect();
-        outbox::append(&self.db, tx, &envelopes).await
-    }
-
     async fn locked_bill(
         &self,
         tx: &mut WriteTx,
@@ -238,7 +223,7 @@ impl BillStore {
             amount_minor: amount.amount_minor,
             currency: amount.currency,
         };
-        self.publish(tx, meta, &[event]).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &[event]).await?;
         Ok(Some(bill))
     }
 
@@ -306,7 +291,7 @@ impl BillStore {
             events.push(paid_event(&bill));
         }
         self.save_bill(tx, &bill).await?;
-        self.publish(tx, meta, &events).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &events).await?;
         Ok(())
     }
 
@@ -340,7 +325,7 @@ impl BillStore {
             refunded_minor: refunded,
             currency: bill.amount.currency,
         };
-        self.publish(tx, meta, &[event]).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &[event]).await?;
         Ok(())
     }
 
@@ -420,7 +405,7 @@ impl BillStore {
             bill.refunded_minor += take;
             remaining -= take;
         }
-        self.publish(tx, meta, &events).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &events).await?;
         Ok(amount_minor - remaining)
     }
 
@@ -534,7 +519,7 @@ impl BillStore {
             }
         }
         self.save_bill(tx, &bill).await?;
-        self.publish(tx, meta, &events).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &events).await?;
         let payment = PaymentRow {
             id: payment_id,
             bill_id: bill.id.clone(),
@@ -615,13 +600,13 @@ impl BillStore {
                 reason.map(str::to_owned),
             ));
         }
-        self.publish(tx, meta, &events).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &events).await?;
         if completed && bill.status == BillStatus::Voided {
             self.refund(tx, &mut bill, payment.amount.amount_minor, gateway, meta)
                 .await?;
         } else if bill.status == BillStatus::Open && bill.pending_minor == 0 && bill.is_covered() {
             bill.status = BillStatus::Paid;
-            self.publish(tx, meta, &[paid_event(&bill)]).await?;
+            outbox::publish(&self.db, tx, SERVICE, meta, &[paid_event(&bill)]).await?;
         }
         self.save_bill(tx, &bill).await?;
         Ok(())

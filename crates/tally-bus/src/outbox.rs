@@ -2,7 +2,8 @@
 
 use sqlx::Row as _;
 use tally_db::{Backend, Db, WriteTx};
-use tally_kernel::Envelope;
+use tally_kernel::event::DomainEvent;
+use tally_kernel::{Envelope, EventMeta};
 
 /// Writes `events` to the outbox of `db` inside `tx`. They become visible to consumers when `tx`
 /// commits, and never otherwise.
@@ -63,6 +64,23 @@ pub async fn append(db: &Db, tx: &mut WriteTx, events: &[Envelope]) -> Result<()
         query.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// Publishes `events` of the service `source`, caused as `meta` says: the events become
+/// envelopes stamped with one time and are appended to the outbox in `tx` (see [`append`]).
+pub async fn publish<E: DomainEvent>(
+    db: &Db,
+    tx: &mut WriteTx,
+    source: &str,
+    meta: &EventMeta,
+    events: &[E],
+) -> Result<(), sqlx::Error> {
+    let now = tally_kernel::time::now();
+    let envelopes: Vec<Envelope> = events
+        .iter()
+        .map(|e| e.to_envelope(source, meta, now))
+        .collect();
+    append(db, tx, &envelopes).await
 }
 
 /// Events written per statement (6 parameters each, well within both databases' limits).

@@ -1,4 +1,4 @@
-//! The shared kernel: money, identifiers, time and the event envelope.
+//! The shared kernel: money, identifiers, time, the event envelope and the Luhn check digit.
 //!
 //! Everything here is pure: no I/O, no database, no HTTP. Every service and every infrastructure
 //! crate may depend on it; it depends on nothing of Tally's.
@@ -6,6 +6,7 @@
 pub mod event;
 pub mod id;
 pub mod idempotency;
+pub mod luhn;
 pub mod money;
 pub mod time;
 

@@ -30,26 +30,8 @@ impl Rng {
 /// An NPI: nine digits and the Luhn check digit over `80840` and them.
 fn npi(n: u64) -> String {
     let nine = format!("{:09}", 100_000_000 + n % 900_000_000);
-    let digits = format!("80840{nine}");
-    let sum: u32 = digits
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0');
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 {
-                    x - 9
-                } else {
-                    x
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    format!("{nine}{}", (10 - sum % 10) % 10)
+    let check = tally_kernel::luhn::check_digit(&format!("80840{nine}"));
+    format!("{nine}{check}")
 }
 
 const HEADER: &str = "\"service date\",\"submitted procedure\",quadrant,\"Plan/Group #\",\"Subscriber#\",\"Provider NPI\",\"provider fees\",\"Allowed fees\",\"member coinsurance\",\"member copay\"\n";

@@ -10,7 +10,6 @@ use sqlx::any::AnyRow;
 use sqlx::Row as _;
 use tally_bus::outbox;
 use tally_db::{Db, ServiceSchema, WriteTx};
-use tally_kernel::event::DomainEvent;
 use tally_kernel::time::{self, Timestamp};
 use tally_kernel::{Currency, EventMeta, Money};
 use uuid::Uuid;
@@ -179,16 +178,6 @@ impl Store {
         &self.db
     }
 
-    async fn publish(
-        &self,
-        tx: &mut WriteTx,
-        meta: &EventMeta,
-        event: &CareEvent,
-    ) -> Result<(), sqlx::Error> {
-        let envelope = event.to_envelope(SERVICE, meta, time::now());
-        outbox::append(&self.db, tx, &[envelope]).await
-    }
-
     // ---- Physicians ----------------------------------------------------------------------
 
     /// Loads a physician inside the transaction, locking its row when `lock`.
@@ -340,7 +329,7 @@ impl Store {
         .bind(time::to_db(appointment.updated_at))
         .execute(&mut **tx)
         .await?;
-        self.publish(tx, meta, &event).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &[event]).await?;
         Ok(appointment)
     }
 
@@ -382,7 +371,7 @@ impl Store {
         .bind(appointment.id.to_string())
         .execute(&mut **tx)
         .await?;
-        self.publish(tx, meta, event).await
+        outbox::publish(&self.db, tx, SERVICE, meta, std::slice::from_ref(event)).await
     }
 
     /// Closes a consultation at its real `end` and prices it by the physician's tariff. With

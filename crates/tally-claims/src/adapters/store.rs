@@ -5,7 +5,6 @@ use anyhow::Context as _;
 use sqlx::Row as _;
 use tally_bus::outbox;
 use tally_db::{classify, Db, DbErrorKind, ServiceSchema, WriteTx};
-use tally_kernel::event::DomainEvent;
 use tally_kernel::time;
 use tally_kernel::{EventMeta, Money};
 
@@ -147,11 +146,8 @@ impl Store {
             }
             query.execute(&mut **tx).await?;
         }
-        let events: Vec<_> = claims
-            .iter()
-            .map(|c| c.event().to_envelope(SERVICE, meta, now))
-            .collect();
-        outbox::append(&self.db, tx, &events).await
+        let events: Vec<_> = claims.iter().map(AcceptedClaim::event).collect();
+        outbox::publish(&self.db, tx, SERVICE, meta, &events).await
     }
 
     /// The `limit` providers with the highest total net fee, highest first; ties in NPI order.

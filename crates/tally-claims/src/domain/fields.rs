@@ -16,6 +16,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::Serialize;
+use tally_kernel::luhn;
 use tally_kernel::time::Timestamp;
 use tally_kernel::{AmountError, Currency, Money};
 
@@ -60,7 +61,7 @@ impl Npi {
         }
         // The NPI check digit is the Luhn digit of the number prefixed with 80840 (the ISO
         // 7812 issuer prefix for US health applications).
-        if !luhn_valid(b"80840".iter().chain(text.as_bytes())) {
+        if !luhn::is_valid(&format!("80840{text}")) {
             return Err(Invalid::NpiCheckDigit);
         }
         Ok(Self(text.to_owned()))
@@ -69,23 +70,6 @@ impl Npi {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// Whether ASCII `digits`, check digit last, pass the Luhn check.
-fn luhn_valid<'a>(digits: impl DoubleEndedIterator<Item = &'a u8>) -> bool {
-    let sum: u32 = digits
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            let d = u32::from(d - b'0');
-            match (i % 2 == 1, d * 2) {
-                (false, _) => d,
-                (true, doubled) if doubled > 9 => doubled - 9,
-                (true, doubled) => doubled,
-            }
-        })
-        .sum();
-    sum % 10 == 0
 }
 
 /// Free text (group and subscriber numbers, quadrant): at most `max_chars`, no control characters.

@@ -7,7 +7,6 @@ use sqlx::Row as _;
 use tally_bus::outbox;
 use tally_db::{Db, ServiceSchema, WriteTx};
 use tally_http::Failure;
-use tally_kernel::event::DomainEvent;
 use tally_kernel::time::{self, Timestamp};
 use tally_kernel::EventMeta;
 use uuid::Uuid;
@@ -15,7 +14,7 @@ use uuid::Uuid;
 use crate::domain::search::{self, SearchTerm};
 use crate::domain::{
     latest_today, DateOfBirth, Email, Patient, PatientChanges, PatientDetails, PatientError,
-    PatientEvent, PatientName, PatientStatus, Phone,
+    PatientName, PatientStatus, Phone,
 };
 use crate::SERVICE;
 
@@ -104,20 +103,6 @@ impl Store {
         &self.db
     }
 
-    async fn publish(
-        &self,
-        tx: &mut WriteTx,
-        meta: &EventMeta,
-        events: &[PatientEvent],
-    ) -> Result<(), sqlx::Error> {
-        let now = time::now();
-        let envelopes: Vec<_> = events
-            .iter()
-            .map(|e| e.to_envelope(SERVICE, meta, now))
-            .collect();
-        outbox::append(&self.db, tx, &envelopes).await
-    }
-
     /// Loads and locks a patient for the rest of the transaction.
     async fn patient_in(&self, tx: &mut WriteTx, id: Uuid) -> Result<Option<Listed>, sqlx::Error> {
         let sql = format!(
@@ -203,7 +188,7 @@ impl Store {
         let seq: i64 = row.try_get(0)?;
         self.save_name_keys(tx, seq, &patient.details.full_name)
             .await?;
-        self.publish(tx, meta, &[event]).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &[event]).await?;
         Ok((patient, true))
     }
 
@@ -239,7 +224,7 @@ impl Store {
         if d.full_name != old_name {
             self.save_name_keys(tx, seq, &d.full_name).await?;
         }
-        self.publish(tx, meta, &[event]).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &[event]).await?;
         Ok(patient)
     }
 
@@ -263,7 +248,7 @@ impl Store {
             .bind(seq)
             .execute(&mut **tx)
             .await?;
-        self.publish(tx, meta, &[event]).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &[event]).await?;
         Ok(patient)
     }
 

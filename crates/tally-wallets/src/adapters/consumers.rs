@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
-use tally_bus::{Consumer, Handler, HandlerError};
+use tally_bus::{outbox, Consumer, Handler, HandlerError};
 use tally_db::{Db, WriteTx};
 use tally_http::Failure;
 use tally_kernel::{Currency, Decimal, Envelope, EventMeta, Money};
@@ -15,6 +15,7 @@ use crate::domain::events::{
     WalletEvent, CREDIT_COMPLETED, CREDIT_FAILED, CREDIT_REQUESTED, DEBIT_COMPLETED, DEBIT_FAILED,
     DEBIT_REQUESTED,
 };
+use crate::SERVICE;
 
 pub const PAYMENTS_CONSUMER: &str = "wallets.payments";
 
@@ -98,7 +99,7 @@ impl Payments {
             transaction_number,
             reason,
         };
-        self.store.publish(tx, &meta, &[answer]).await?;
+        outbox::publish(self.store.db(), tx, SERVICE, &meta, &[answer]).await?;
         Ok(())
     }
 }

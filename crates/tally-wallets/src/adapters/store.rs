@@ -6,7 +6,6 @@ use sqlx::Row as _;
 use tally_bus::outbox;
 use tally_db::{classify, Db, DbErrorKind, ServiceSchema, WriteTx};
 use tally_http::Failure;
-use tally_kernel::event::DomainEvent;
 use tally_kernel::time::{self, Timestamp};
 use tally_kernel::{Currency, Decimal, EventMeta, Money};
 
@@ -145,20 +144,6 @@ impl Store {
 
     pub fn db(&self) -> &Db {
         &self.db
-    }
-
-    pub(crate) async fn publish(
-        &self,
-        tx: &mut WriteTx,
-        meta: &EventMeta,
-        events: &[WalletEvent],
-    ) -> Result<(), sqlx::Error> {
-        let now = time::now();
-        let envelopes: Vec<_> = events
-            .iter()
-            .map(|e| e.to_envelope(SERVICE, meta, now))
-            .collect();
-        outbox::append(&self.db, tx, &envelopes).await
     }
 
     /// Locks and loads the accounts `ids`, in id order (so that two transactions never wait on
@@ -363,7 +348,7 @@ impl Store {
             wallet_id: wallet.id,
             currency,
         };
-        self.publish(tx, meta, &[event]).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &[event]).await?;
         Ok((client, wallet))
     }
 
@@ -402,7 +387,7 @@ impl Store {
             client_id,
             currency,
         };
-        self.publish(tx, meta, &[event]).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &[event]).await?;
         Ok(wallet)
     }
 
@@ -443,8 +428,14 @@ impl Store {
             .bind(client_id)
             .execute(&mut **tx)
             .await?;
-        self.publish(tx, meta, &[WalletEvent::ClientRemoved { client_id }])
-            .await?;
+        outbox::publish(
+            &self.db,
+            tx,
+            SERVICE,
+            meta,
+            &[WalletEvent::ClientRemoved { client_id }],
+        )
+        .await?;
         client.status = "removed".into();
         for wallet in &mut wallets {
             wallet.open = false;
@@ -498,7 +489,7 @@ impl Store {
                 balance_after_minor,
             },
         };
-        self.publish(tx, meta, &[event]).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &[event]).await?;
         Ok(Movement {
             transaction_number: number,
             wallet,
@@ -543,7 +534,7 @@ impl Store {
             wallet_from_balance_after_minor: from.balance_minor,
             wallet_to_balance_after_minor: to.balance_minor,
         };
-        self.publish(tx, meta, &[event]).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &[event]).await?;
         Ok(TransferReceipt {
             transaction_number: number,
             from,
@@ -596,7 +587,7 @@ impl Store {
             currency: amount.currency,
             reference: reference.map(str::to_owned),
         };
-        self.publish(tx, meta, &[event]).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &[event]).await?;
         Ok(HoldReceipt {
             hold,
             wallet,
@@ -668,7 +659,7 @@ impl Store {
             currency: posting.amount.currency,
             credited_account_id: to.id,
         };
-        self.publish(tx, meta, &[event]).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &[event]).await?;
         Ok(HoldReceipt {
             hold,
             wallet,
@@ -693,7 +684,7 @@ impl Store {
             amount_minor: hold.amount.amount_minor,
             currency: hold.amount.currency,
         };
-        self.publish(tx, meta, &[event]).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &[event]).await?;
         Ok(HoldReceipt {
             hold,
             wallet,

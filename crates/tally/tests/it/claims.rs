@@ -11,28 +11,8 @@ use crate::support::{eventually, minor_units, Backend, Obj, TestServer};
 /// An NPI: nine digits and the Luhn check digit over `80840` and them.
 fn npi(base: u64) -> String {
     let nine = format!("{:09}", base % 1_000_000_000);
-    let digits: Vec<u32> = format!("80840{nine}")
-        .chars()
-        .map(|c| c.to_digit(10).unwrap())
-        .collect();
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 {
-                    x - 9
-                } else {
-                    x
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    format!("{nine}{}", (10 - sum % 10) % 10)
+    let check = tally_kernel::luhn::check_digit(&format!("80840{nine}"));
+    format!("{nine}{check}")
 }
 
 const CSV_HEADER: &str = "\"service date\",\"submitted procedure\",quadrant,\"Plan/Group #\",\"Subscriber#\",\"Provider NPI\",\"provider fees\",\"Allowed fees\",\"member coinsurance\",\"member copay\"\n";
