@@ -84,9 +84,13 @@ pub enum BillingError {
 }
 
 impl Bill {
-    /// What may still be paid: the amount less completed and in-flight payments.
+    /// What may still be paid: the amount less what is held (completed payments not refunded)
+    /// and what wallet payments in flight reserve. Nothing is due on a voided bill.
     pub fn due_minor(&self) -> i64 {
-        (self.amount.amount_minor - self.paid_minor - self.pending_minor).max(0)
+        if self.status == BillStatus::Voided {
+            return 0;
+        }
+        (self.amount.amount_minor - self.held_minor() - self.pending_minor).max(0)
     }
 
     /// Checks a new payment of `amount` may be taken against this bill.
@@ -112,9 +116,9 @@ impl Bill {
         Ok(())
     }
 
-    /// Whether the completed payments cover the amount (a bill of zero is covered at once).
+    /// Whether what is held covers the amount (a bill of zero is covered at once).
     pub fn is_covered(&self) -> bool {
-        self.paid_minor >= self.amount.amount_minor
+        self.held_minor() >= self.amount.amount_minor
     }
 
     /// What has been paid and not refunded.

@@ -339,15 +339,22 @@ pub(crate) async fn pay(
         wallet_id: body.wallet_id,
         currency: currency.map(Currency::code),
     };
+    // The gateway sees the same key for every attempt at this request, and for every retry
+    // of it with the same Idempotency-Key: a card is charged once.
+    let charge_key = match &idem.key {
+        Some(key) => format!("{bill_id}:{key}"),
+        None => format!("{bill_id}:{}", tally_kernel::id::new_v7()),
+    };
     let request = IdempotentRequest::new(idem, "billing:POST /bills/payments", &command);
     let db = b.store.db().clone();
     execute(&db, request, status, move |tx| {
-        let (b, meta, bill_id, means, decimal) = (
+        let (b, meta, bill_id, means, decimal, charge_key) = (
             b.clone(),
             meta.clone(),
             bill_id.clone(),
             means.clone(),
             decimal.clone(),
+            charge_key.clone(),
         );
         Box::pin(async move {
             let (_, payment) = b
@@ -359,6 +366,7 @@ pub(crate) async fn pay(
                     currency,
                     &means,
                     b.gateway.as_ref(),
+                    &charge_key,
                     &meta,
                 )
                 .await?;

@@ -282,17 +282,42 @@ impl BillStore {
             amount_minor: price.amount_minor,
             currency,
         }];
-        let excess = bill.held_minor() - price.amount_minor;
-        if excess > 0 {
-            self.refund(tx, &mut bill, excess, gateway, meta).await?;
-        }
-        if bill.status == BillStatus::Open && bill.pending_minor == 0 && bill.is_covered() {
-            bill.status = BillStatus::Paid;
-            events.push(paid_event(&bill));
-        }
+        events.extend(self.settle(tx, &mut bill, gateway, meta).await?);
         self.save_bill(tx, &bill).await?;
         outbox::publish(&self.db, tx, SERVICE, meta, &events).await?;
         Ok(())
+    }
+
+    /// Brings a bill's status in line with its amount and what it holds, after any change:
+    /// a voided bill gives back whatever it still holds (a wallet payment completing late);
+    /// otherwise what is held beyond the amount is refunded, a paid bill whose amount grew is
+    /// open again, and an open bill that is covered (with no wallet payment in flight) is paid.
+    async fn settle(
+        &self,
+        tx: &mut WriteTx,
+        bill: &mut Bill,
+        gateway: &dyn CardGateway,
+        meta: &EventMeta,
+    ) -> Result<Vec<BillingEvent>, Failure> {
+        if bill.status == BillStatus::Voided {
+            let held = bill.held_minor();
+            if held > 0 {
+                self.refund(tx, bill, held, gateway, meta).await?;
+            }
+            return Ok(Vec::new());
+        }
+        let excess = bill.held_minor() - bill.amount.amount_minor;
+        if excess > 0 {
+            self.refund(tx, bill, excess, gateway, meta).await?;
+        }
+        if bill.status == BillStatus::Paid && !bill.is_covered() {
+            bill.status = BillStatus::Open;
+        }
+        if bill.status == BillStatus::Open && bill.pending_minor == 0 && bill.is_covered() {
+            bill.status = BillStatus::Paid;
+            return Ok(vec![paid_event(bill)]);
+        }
+        Ok(Vec::new())
     }
 
     /// A cancelled appointment: the unpaid part is voided and what was paid is refunded.
@@ -365,8 +390,11 @@ impl BillStore {
             match payment.method {
                 Method::Card => {
                     let reference: Option<String> = row.try_get(11)?;
+                    // The same refund of the same payment for the same cause, however often
+                    // the transaction is retried or the event delivered.
+                    let key = format!("refund:{}:{}", meta.causation_id, payment.id);
                     gateway
-                        .refund(reference.as_deref().unwrap_or_default(), amount)
+                        .refund(reference.as_deref().unwrap_or_default(), amount, &key)
                         .await
                         .map_err(anyhow::Error::from)?;
                 }
@@ -422,6 +450,7 @@ impl BillStore {
         currency: Option<Currency>,
         means: &PaymentMeans,
         gateway: &dyn CardGateway,
+        charge_key: &str,
         meta: &EventMeta,
     ) -> Result<(Bill, PaymentRow), Failure> {
         let mut bill = self
@@ -436,7 +465,7 @@ impl BillStore {
         let (method, status, reason, last4, wallet_id, reference) = match means {
             PaymentMeans::Cash => (Method::Cash, "completed", None, None, None, None),
             PaymentMeans::Card(card) => match gateway
-                .charge(card, amount)
+                .charge(card, amount, charge_key)
                 .await
                 .map_err(anyhow::Error::from)?
             {
@@ -601,13 +630,8 @@ impl BillStore {
             ));
         }
         outbox::publish(&self.db, tx, SERVICE, meta, &events).await?;
-        if completed && bill.status == BillStatus::Voided {
-            self.refund(tx, &mut bill, payment.amount.amount_minor, gateway, meta)
-                .await?;
-        } else if bill.status == BillStatus::Open && bill.pending_minor == 0 && bill.is_covered() {
-            bill.status = BillStatus::Paid;
-            outbox::publish(&self.db, tx, SERVICE, meta, &[paid_event(&bill)]).await?;
-        }
+        let settled = self.settle(tx, &mut bill, gateway, meta).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &settled).await?;
         self.save_bill(tx, &bill).await?;
         Ok(())
     }

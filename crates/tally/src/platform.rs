@@ -31,6 +31,8 @@ pub struct Platform {
     care: Db,
     notifications: Db,
     pub auth: Db,
+    /// The card gateway billing charges and refunds through (the built-in test gateway).
+    gateway: std::sync::Arc<dyn tally_billing::CardGateway>,
 }
 
 /// Where care finds out whether a patient may be booked.
@@ -77,16 +79,14 @@ impl Platform {
             patients: Db::open_and_migrate(settings, &tally_patients::SCHEMA).await?,
             care: Db::open_and_migrate(settings, &tally_care::SCHEMA).await?,
             notifications: Db::open_and_migrate(settings, &tally_notifications::SCHEMA).await?,
+            gateway: std::sync::Arc::new(tally_billing::TestGateway::new()),
             auth: Db::open_and_migrate(settings, &tally_auth::SCHEMA).await?,
         })
     }
 
-    /// Billing with the built-in test card gateway (the only gateway so far).
+    /// Billing, charging cards through the platform's one gateway.
     fn billing(&self) -> tally_billing::Billing {
-        tally_billing::Billing::new(
-            self.billing.clone(),
-            std::sync::Arc::new(tally_billing::TestGateway),
-        )
+        tally_billing::Billing::new(self.billing.clone(), self.gateway.clone())
     }
 
     pub fn notifications(

@@ -28,7 +28,8 @@ async fn fixture(backend: TestBackend) -> Option<Fixture> {
     let db = Db::open_and_migrate(&loc.settings(), &tally_billing::SCHEMA)
         .await
         .unwrap();
-    let billing = tally_billing::Billing::new(db.clone(), Arc::new(tally_billing::TestGateway));
+    let billing =
+        tally_billing::Billing::new(db.clone(), Arc::new(tally_billing::TestGateway::new()));
     let consumers = billing.consumers();
     let find = |name: &str| consumers.iter().find(|c| c.name == name).unwrap().clone();
     Some(Fixture {
@@ -394,3 +395,67 @@ async fn twenty_concurrent_payments_with_one_key_make_one(backend: TestBackend) 
     assert_eq!(text(&bill["paid"]), "10.0");
 }
 both_backends!(twenty_concurrent_payments_with_one_key_make_one);
+
+async fn a_bill_settles_whichever_way_its_amount_or_payments_move(backend: TestBackend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    // Paid in full before the consultation closes, then closed at a higher price: open again.
+    f.deliver(&f.bills, &booked("appt-5", "pat-5", 5_000)).await;
+    let bill = f.bill_of("pat-5").await;
+    f.pay(&bill, json!({"amount": 50, "method": "cash"})).await;
+    assert_eq!(f.bill_of("pat-5").await["status"], "paid");
+    f.deliver(&f.bills, &closed("appt-5", "pat-5", 7_500)).await;
+    let bill = f.bill_of("pat-5").await;
+    assert_eq!(
+        (bill["status"].as_str(), text(&bill["due"])),
+        (Some("open"), "25.0".into())
+    );
+    let (status, _, body) = f.pay(&bill, json!({"amount": 25, "method": "cash"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(f.bill_of("pat-5").await["status"], "paid");
+
+    // A wallet payment in flight when the consultation closes lower: the excess is refunded
+    // when the debit completes.
+    f.deliver(&f.bills, &booked("appt-6", "pat-6", 8_000)).await;
+    let bill = f.bill_of("pat-6").await;
+    let (_, pending, _) = f
+        .pay(
+            &bill,
+            json!({"amount": 80, "method": "wallet", "walletId": 3}),
+        )
+        .await;
+    f.deliver(&f.bills, &closed("appt-6", "pat-6", 6_000)).await;
+    let done = event(
+        "wallet.debit_completed",
+        json!({"request_id": pending["paymentId"], "wallet_id": 3, "transaction_number": "t-6", "amount_minor": 8_000, "currency": "USD"}),
+    );
+    f.deliver(&f.answers, &done).await;
+    let bill = f.bill_of("pat-6").await;
+    assert_eq!(
+        (
+            bill["status"].as_str(),
+            text(&bill["refunded"]),
+            text(&bill["due"])
+        ),
+        (Some("paid"), "20.0".into(), "0.0".into())
+    );
+    let credit = f.outbox("wallet.credit_requested").await;
+    assert_eq!(
+        (
+            credit[0]["wallet_id"].as_i64(),
+            credit[0]["amount_minor"].as_i64()
+        ),
+        (Some(3), Some(2_000))
+    );
+
+    // Nothing is due on a voided bill.
+    f.deliver(&f.bills, &booked("appt-7", "pat-7", 9_000)).await;
+    f.deliver(&f.bills, &event("appointment.cancelled", json!({"appointment_id": "appt-7", "patient_id": "pat-7", "physician_id": "ph", "reason": null}))).await;
+    let bill = f.bill_of("pat-7").await;
+    assert_eq!(
+        (bill["status"].as_str(), text(&bill["due"])),
+        (Some("voided"), "0.0".into())
+    );
+}
+both_backends!(a_bill_settles_whichever_way_its_amount_or_payments_move);
