@@ -105,8 +105,57 @@ fn memory_kib() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// Top providers from the aggregate against the raw aggregate query, at growing claim counts.
+/// Top providers from the aggregate against the raw aggregate query, at growing claim counts,
+/// in a database of its own: a fresh SQLite folder, or a fresh database next to `postgres`
+/// (an admin URL), created and dropped.
 pub async fn top_providers(
+    postgres: Option<&str>,
+    sizes: &[u64],
+    providers: u64,
+    samples: usize,
+) -> anyhow::Result<()> {
+    match postgres {
+        None => {
+            let dir = temp_dir("top")?;
+            let settings = DbSettings::new(Location::SqliteDir(dir.clone()));
+            let result = top_providers_in(&settings, sizes, providers, samples).await;
+            std::fs::remove_dir_all(&dir).ok();
+            result
+        }
+        Some(admin) => {
+            let (url, drop) = fresh_postgres(admin).await?;
+            let settings = DbSettings::new(Location::Postgres(url));
+            let result = top_providers_in(&settings, sizes, providers, samples).await;
+            drop.await;
+            result
+        }
+    }
+}
+
+/// A new PostgreSQL database next to `admin`: its URL, and a future that drops it.
+async fn fresh_postgres(
+    admin: &str,
+) -> anyhow::Result<(String, impl std::future::Future<Output = ()>)> {
+    let mut conn = sqlx::PgConnection::connect(admin)
+        .await
+        .context("PostgreSQL does not answer")?;
+    let name = format!("tally_bench_{}", tally_kernel::id::new_v7().simple());
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await?;
+    let base = admin
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(admin);
+    let url = format!("{base}/{name}");
+    let drop = async move {
+        conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .await
+            .ok();
+    };
+    Ok((url, drop))
+}
+
+async fn top_providers_in(
     settings: &DbSettings,
     sizes: &[u64],
     providers: u64,
@@ -115,8 +164,7 @@ pub async fn top_providers(
     let db = Db::open_and_migrate(settings, &tally_claims::SCHEMA).await?;
     let store = tally_claims::Store::new(db.clone());
     let meta = EventMeta::from_request("bench");
-    let raw = "SELECT provider_npi, SUM(net_fee_minor) AS total FROM claims GROUP BY provider_npi \
-               ORDER BY total DESC, provider_npi LIMIT 10";
+
     println!("top providers, {providers} providers; {samples} reads each (raw: a tenth as many)");
     println!(
         "{:>10} {:>12} {:>12} {:>12} {:>12} {:>10}",
@@ -146,7 +194,7 @@ pub async fn top_providers(
         let mut scans = Vec::new();
         for _ in 0..(samples / 10).max(3) {
             let started = Instant::now();
-            sqlx::query(raw).fetch_all(db.reader()).await?;
+            store.top_providers_by_scan(10).await?;
             scans.push(started.elapsed());
         }
         top.sort();
@@ -293,17 +341,7 @@ async fn postgres_run(
     file: &Path,
     dir: &Path,
 ) -> anyhow::Result<(Duration, Duration)> {
-    let mut conn = sqlx::PgConnection::connect(admin)
-        .await
-        .context("PostgreSQL does not answer")?;
-    let name = format!("tally_bench_{}", tally_kernel::id::new_v7().simple());
-    conn.execute(format!("CREATE DATABASE {name}").as_str())
-        .await?;
-    let base = admin
-        .rsplit_once('/')
-        .map(|(base, _)| base)
-        .unwrap_or(admin);
-    let url = format!("{base}/{name}");
+    let (url, drop) = fresh_postgres(admin).await?;
     let result = async {
         let (ours, elapsed) = timed_import(&DbSettings::new(Location::Postgres(url.clone())), file, dir).await;
         ours?;
@@ -325,8 +363,6 @@ async fn postgres_run(
         anyhow::Ok((elapsed, copied))
     }
     .await;
-    conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-        .await
-        .ok();
+    drop.await;
     result
 }

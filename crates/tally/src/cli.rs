@@ -118,6 +118,10 @@ pub enum BenchCommand {
         /// Reads of the top providers at each size.
         #[arg(long, default_value_t = 500)]
         samples: usize,
+        /// An admin PostgreSQL URL: measure in a database created and dropped there instead of
+        /// a temporary SQLite folder.
+        #[arg(long, env = "TALLY_BENCH_POSTGRES_URL")]
+        postgres: Option<String>,
     },
     /// tally import-claims against SQLite's .import and PostgreSQL's COPY of the same file.
     ImportClaims {
@@ -333,16 +337,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             claims,
             providers,
             samples,
+            postgres,
         }) => {
-            init_logs("warn", false);
-            crate::bench::top_providers(&settings, &claims, providers.max(1), samples.max(1)).await
+            init_logs(&log, false);
+            let postgres = postgres.as_deref();
+            crate::bench::top_providers(postgres, &claims, providers.max(1), samples.max(1)).await
         }
         Command::Bench(BenchCommand::ImportClaims {
             rows,
             providers,
             postgres,
         }) => {
-            init_logs("warn", false);
+            init_logs(&log, false);
             crate::bench::import_claims(rows, providers.max(1), postgres.as_deref()).await
         }
         Command::Token(cmd) => {

@@ -150,6 +150,19 @@ impl Store {
         outbox::publish(&self.db, tx, SERVICE, meta, &events).await
     }
 
+    /// The same ranking computed the slow way, by summing every claim: the baseline that
+    /// benchmarks compare [`Store::top_providers`] with. Not used to answer requests.
+    pub async fn top_providers_by_scan(&self, limit: i64) -> Result<usize, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT provider_npi, CAST(SUM(net_fee_minor) AS BIGINT) AS total FROM claims \
+             GROUP BY provider_npi ORDER BY total DESC, provider_npi LIMIT $1",
+        )
+        .bind(limit.clamp(1, MAX_TOP_PROVIDERS))
+        .fetch_all(self.db.reader())
+        .await?;
+        Ok(rows.len())
+    }
+
     /// The `limit` providers with the highest total net fee, highest first; ties in NPI order.
     /// Reads the first entries of the ranking index, however many claims there are.
     pub async fn top_providers(&self, limit: i64) -> Result<Vec<ProviderTotal>, sqlx::Error> {
