@@ -29,7 +29,8 @@ pub async fn append(db: &Db, tx: &mut WriteTx, events: &[Envelope]) -> Result<()
         Backend::Postgres => None,
     };
     // Many events (an import's batch) go in multi-row statements.
-    for (chunk_index, chunk) in events.chunks(APPEND_CHUNK).enumerate() {
+    let rows_per_statement = db.rows_per_statement(6);
+    for (chunk_index, chunk) in events.chunks(rows_per_statement).enumerate() {
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let p = i * 6;
@@ -52,7 +53,7 @@ pub async fn append(db: &Db, tx: &mut WriteTx, events: &[Envelope]) -> Result<()
         for (i, event) in chunk.iter().enumerate() {
             let envelope =
                 serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(e.into()))?;
-            let position = (chunk_index * APPEND_CHUNK + i) as i64;
+            let position = (chunk_index * rows_per_statement + i) as i64;
             query = query
                 .bind(event.id.to_string())
                 .bind(first_seq.map(|s| s + position))
@@ -82,9 +83,6 @@ pub async fn publish<E: DomainEvent>(
         .collect();
     append(db, tx, &envelopes).await
 }
-
-/// Events written per statement (6 parameters each, well within both databases' limits).
-const APPEND_CHUNK: usize = 200;
 
 /// Most unsequenced rows numbered in one sequencer transaction.
 pub const SEQUENCE_BATCH: i64 = 1_000;

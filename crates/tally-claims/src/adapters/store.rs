@@ -24,13 +24,6 @@ pub const MAX_BATCH_CLAIMS: usize = 10_000;
 /// Most providers one ranking lists.
 pub const MAX_TOP_PROVIDERS: i64 = 100;
 
-/// Claims per `INSERT` statement: 14 parameters each stays far below SQLite's parameter limit.
-const INSERT_CHUNK: usize = 50;
-
-/// The statement for a full chunk, made once (and prepared once per connection).
-static INSERT_FULL_CHUNK: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| insert_claims_sql(INSERT_CHUNK));
-
 /// `INSERT INTO claims (...) VALUES ($1, ..., $14), ($15, ...)` for `rows` claims.
 fn insert_claims_sql(rows: usize) -> String {
     let values: Vec<String> = (0..rows)
@@ -83,10 +76,14 @@ impl Store {
     ) -> Result<(), sqlx::Error> {
         let now = time::now();
         let created_at = time::to_db(now);
-        for chunk in claims.chunks(INSERT_CHUNK) {
+        // Claims have 14 columns; the statement for a full chunk is made once per batch and
+        // prepared once per connection.
+        let rows_per_statement = self.db.rows_per_statement(14);
+        let full = insert_claims_sql(rows_per_statement);
+        for chunk in claims.chunks(rows_per_statement) {
             let partial;
-            let sql: &str = if chunk.len() == INSERT_CHUNK {
-                &INSERT_FULL_CHUNK
+            let sql: &str = if chunk.len() == rows_per_statement {
+                &full
             } else {
                 partial = insert_claims_sql(chunk.len());
                 &partial
@@ -115,7 +112,7 @@ impl Store {
         // One multi-row upsert per chunk of providers, in NPI order (so that two transactions
         // lock provider rows in the same order).
         let totals: Vec<_> = domain::provider_totals(claims).into_iter().collect();
-        for chunk in totals.chunks(TOTALS_CHUNK) {
+        for chunk in totals.chunks(self.db.rows_per_statement(4)) {
             let rows: Vec<String> = (0..chunk.len())
                 .map(|i| {
                     format!(
@@ -183,9 +180,6 @@ impl Store {
 }
 
 /// The ranking query; its `ORDER BY` is the order of the index `provider_totals_rank`.
-/// Providers upserted per statement (4 parameters each).
-const TOTALS_CHUNK: usize = 250;
-
 pub const TOP_PROVIDERS: &str = "SELECT provider_npi, total_net_fee_minor, claim_count \
      FROM provider_totals ORDER BY total_net_fee_minor DESC, provider_npi LIMIT $1";
 
