@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tally_http::{
-    execute, AmountInput, AmountOutput, ApiJson, ApiQuery, FieldError, IdempotencyHeader,
+    execute, AmountInput, AmountOutput, ApiJson, ApiQuery, FieldErrors, IdempotencyHeader,
     IdempotentRequest, Problem, RequestMeta,
 };
 use tally_kernel::{Currency, Money};
@@ -273,56 +273,29 @@ pub(crate) async fn pay(
     Path(bill_id): Path<String>,
     ApiJson(body): ApiJson<PaymentRequest>,
 ) -> Response {
-    let mut errors = Vec::new();
-    let field = |f: &str, d: &str| FieldError {
-        field: f.into(),
-        detail: d.into(),
-    };
-    let decimal = body
-        .amount
-        .positive_decimal("amount")
-        .map_err(|e| errors.push(e))
-        .ok();
-    let currency = match body.currency.as_deref().map(Currency::parse) {
-        Some(Err(e)) => {
-            errors.push(field("currency", &e.to_string()));
-            None
-        }
-        Some(Ok(c)) => Some(c),
-        None => None,
+    let mut f = FieldErrors::default();
+    let decimal = f.take(body.amount.positive_decimal("amount"));
+    let currency = match body.currency.as_deref() {
+        None => Some(None),
+        Some(code) => f.check("currency", Currency::parse(code)).map(Some),
     };
     let means = match (body.method.as_str(), &body.card, body.wallet_id) {
         ("cash", None, None) => Some(PaymentMeans::Cash),
-        ("card", Some(card), None) => match CardNumber::parse(&card.number) {
-            Ok(number) => Some(PaymentMeans::Card(number)),
-            Err(detail) => {
-                errors.push(field("card.number", detail));
-                None
-            }
-        },
+        ("card", Some(card), None) => f
+            .check("card.number", CardNumber::parse(&card.number))
+            .map(PaymentMeans::Card),
         ("wallet", None, Some(wallet)) => Some(PaymentMeans::Wallet(wallet)),
-        ("card", None, _) => {
-            errors.push(field("card", "is required for a card payment"));
-            None
-        }
-        ("wallet", _, None) => {
-            errors.push(field("walletId", "is required for a wallet payment"));
-            None
-        }
-        ("cash" | "card" | "wallet", _, _) => {
-            errors.push(field(
-                "method",
-                "give `card` only for card payments and `walletId` only for wallet payments",
-            ));
-            None
-        }
-        _ => {
-            errors.push(field("method", "must be cash, card or wallet"));
-            None
-        }
+        ("card", None, _) => f.check("card", Err("is required for a card payment")),
+        ("wallet", _, None) => f.check("walletId", Err("is required for a wallet payment")),
+        ("cash" | "card" | "wallet", _, _) => f.check(
+            "method",
+            Err("give `card` only for card payments and `walletId` only for wallet payments"),
+        ),
+        _ => f.check("method", Err("must be cash, card or wallet")),
     };
-    let (Some(decimal), Some(means), true) = (decimal, means, errors.is_empty()) else {
-        return Problem::validation(errors).into_response();
+    let ((decimal, means), currency) = match f.finish(decimal.zip(means).zip(currency)) {
+        Ok(parsed) => parsed,
+        Err(problem) => return problem.into_response(),
     };
     let status = match means {
         PaymentMeans::Wallet(_) => StatusCode::ACCEPTED,

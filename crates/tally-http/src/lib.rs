@@ -13,4 +13,4 @@ pub use amount::{AmountInput, AmountOutput};
 pub use app::{HttpSettings, Platform};
 pub use extract::{ApiJson, ApiJsonOrEmpty, ApiQuery, Caller, RequestMeta};
 pub use idempotency::{execute, Failure, IdempotencyHeader, IdempotentRequest};
-pub use problem::{FieldError, Problem};
+pub use problem::{FieldError, FieldErrors, Problem};

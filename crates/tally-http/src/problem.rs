@@ -14,6 +14,38 @@ pub struct FieldError {
     pub detail: String,
 }
 
+/// Collects field errors so that a client learns about every bad field at once, then answers
+/// 422 naming them all. Services add their own parsers on top (as extension traits).
+#[derive(Debug, Default)]
+pub struct FieldErrors(Vec<FieldError>);
+
+impl FieldErrors {
+    pub fn push(&mut self, field: impl Into<String>, detail: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            detail: detail.into(),
+        });
+    }
+
+    /// The value, or `None` after recording the error.
+    pub fn take<T>(&mut self, result: Result<T, FieldError>) -> Option<T> {
+        result.map_err(|e| self.0.push(e)).ok()
+    }
+
+    /// The value, or `None` after recording why `field` was refused.
+    pub fn check<T, E: ToString>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
+        result.map_err(|e| self.push(field, e.to_string())).ok()
+    }
+
+    /// The parsed value when every field was fine, else the 422 naming each bad field.
+    pub fn finish<T>(self, value: Option<T>) -> Result<T, Problem> {
+        match value {
+            Some(v) if self.0.is_empty() => Ok(v),
+            _ => Err(Problem::validation(self.0)),
+        }
+    }
+}
+
 /// An `application/problem+json` body. `type` is a relative URI naming the kind of problem
 /// (`/problems/insufficient-funds`); clients branch on it, not on `title` or `detail`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]

@@ -26,7 +26,7 @@ use tally_kernel::Currency;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::routes::{failure, paged, scope, Api, Care, CareSettings, Fields};
+use super::routes::{failure, paged, scope, Api, Care, CareFields, CareSettings, Fields};
 use super::store::AppointmentFilter;
 use crate::domain::{dates, Appointment, Booking};
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tally_db::Db;
 use tally_http::{
     execute, AmountInput, AmountOutput, ApiJson, ApiJsonOrEmpty, ApiQuery, Failure, FieldError,
-    IdempotencyHeader, IdempotentRequest, Problem, RequestMeta,
+    FieldErrors, IdempotencyHeader, IdempotentRequest, Problem, RequestMeta,
 };
 use tally_kernel::time::Timestamp;
 use tally_kernel::{Currency, EventMeta};
@@ -337,31 +337,32 @@ pub(super) fn scope(route: &str) -> String {
 
 // ---- Parsing ---------------------------------------------------------------------------------
 
-/// Collects field errors so that a client learns about every bad field at once.
-#[derive(Default)]
-pub(super) struct Fields(Vec<FieldError>);
+pub(super) type Fields = FieldErrors;
 
-impl Fields {
-    pub(super) fn check<T, E: ToString>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
-        result
-            .map_err(|e| {
-                self.0.push(FieldError {
-                    field: field.into(),
-                    detail: e.to_string(),
-                })
-            })
-            .ok()
-    }
+/// Care's own field parsers, on top of the shared collector.
+pub(super) trait CareFields {
+    fn required<'a>(&mut self, field: &str, value: Option<&'a str>) -> Option<&'a str>;
+    fn uuid(&mut self, field: &str, value: Option<&str>) -> Option<Uuid>;
+    fn date_time(
+        &mut self,
+        field: &str,
+        value: Option<&str>,
+        settings: &CareSettings,
+    ) -> Option<Timestamp>;
+    fn page(
+        &mut self,
+        limit: Option<i64>,
+        before: Option<&str>,
+        default: i64,
+    ) -> Option<(i64, Option<i64>)>;
+}
 
-    fn take<T>(&mut self, result: Result<T, FieldError>) -> Option<T> {
-        result.map_err(|e| self.0.push(e)).ok()
-    }
-
-    pub(super) fn required<'a>(&mut self, field: &str, value: Option<&'a str>) -> Option<&'a str> {
+impl CareFields for FieldErrors {
+    fn required<'a>(&mut self, field: &str, value: Option<&'a str>) -> Option<&'a str> {
         self.check(field, value.ok_or("is required"))
     }
 
-    pub(super) fn uuid(&mut self, field: &str, value: Option<&str>) -> Option<Uuid> {
+    fn uuid(&mut self, field: &str, value: Option<&str>) -> Option<Uuid> {
         let raw = self.required(field, value)?;
         self.check(
             field,
@@ -370,7 +371,7 @@ impl Fields {
         )
     }
 
-    pub(super) fn date_time(
+    fn date_time(
         &mut self,
         field: &str,
         value: Option<&str>,
@@ -381,7 +382,7 @@ impl Fields {
     }
 
     /// `limit` (1 to 100, default `default`) and `before` (a cursor of this API).
-    pub(super) fn page(
+    fn page(
         &mut self,
         limit: Option<i64>,
         before: Option<&str>,
@@ -410,13 +411,6 @@ impl Fields {
                 .map(Some),
         };
         limit.zip(before)
-    }
-
-    pub(super) fn finish<T>(self, value: Option<T>) -> Result<T, Problem> {
-        match value {
-            Some(v) if self.0.is_empty() => Ok(v),
-            _ => Err(Problem::validation(self.0)),
-        }
     }
 }
 

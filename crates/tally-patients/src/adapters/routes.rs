@@ -17,8 +17,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Deserializer, Serialize};
 use tally_db::Db;
 use tally_http::{
-    execute, ApiJson, ApiQuery, Failure, FieldError, IdempotencyHeader, IdempotentRequest, Problem,
-    RequestMeta,
+    execute, ApiJson, ApiQuery, Failure, FieldError, FieldErrors, IdempotencyHeader,
+    IdempotentRequest, Problem, RequestMeta,
 };
 use tally_kernel::time::{self, Timestamp};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -136,22 +136,44 @@ impl<'de> Deserialize<'de> for Sent {
 
 const NOT_TEXT: &str = "must be a string";
 
-/// Collects field errors so that a client learns about every bad field at once.
-#[derive(Default)]
-struct Fields(Vec<FieldError>);
+type Fields = FieldErrors;
 
-impl Fields {
-    fn check<T>(&mut self, field: &str, result: Result<T, &str>) -> Option<T> {
-        result
-            .map_err(|d| {
-                self.0.push(FieldError {
-                    field: field.into(),
-                    detail: d.into(),
-                })
-            })
-            .ok()
-    }
+/// The patients' own field parsers, on top of the shared collector: they tell a field left
+/// out from one sent as `null` or as something other than text.
+trait PatientFields {
+    fn optional_str<T>(
+        &mut self,
+        field: &str,
+        raw: Option<&str>,
+        parse: impl Fn(&str) -> Result<T, &'static str>,
+    ) -> Option<Option<T>>;
+    fn required<T>(
+        &mut self,
+        field: &str,
+        sent: &Sent,
+        parse: impl Fn(&str) -> Result<T, &'static str>,
+    ) -> Option<T>;
+    fn optional<T>(
+        &mut self,
+        field: &str,
+        sent: &Sent,
+        parse: impl Fn(&str) -> Result<T, &'static str>,
+    ) -> Option<Option<T>>;
+    fn kept_or_set<T>(
+        &mut self,
+        field: &str,
+        sent: &Sent,
+        parse: impl Fn(&str) -> Result<T, &'static str>,
+    ) -> Option<Option<T>>;
+    fn kept_removed_or_set<T>(
+        &mut self,
+        field: &str,
+        sent: &Sent,
+        parse: impl Fn(&str) -> Result<T, &'static str>,
+    ) -> Option<Option<Option<T>>>;
+}
 
+impl PatientFields for FieldErrors {
     /// A value that may be left out (`None`), parsed when given.
     fn optional_str<T>(
         &mut self,
@@ -220,13 +242,6 @@ impl Fields {
         match sent {
             Sent::Absent => Some(None),
             other => self.optional(field, other, parse).map(Some),
-        }
-    }
-
-    fn finish<T>(self, value: Option<T>) -> Result<T, Problem> {
-        match value {
-            Some(v) if self.0.is_empty() => Ok(v),
-            _ => Err(Problem::validation(self.0)),
         }
     }
 }

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tally_db::Db;
 use tally_http::{
-    execute, AmountInput, AmountOutput, ApiJson, ApiJsonOrEmpty, ApiQuery, FieldError,
+    execute, AmountInput, AmountOutput, ApiJson, ApiJsonOrEmpty, ApiQuery, FieldError, FieldErrors,
     IdempotencyHeader, IdempotentRequest, Problem, RequestMeta,
 };
 use tally_kernel::{Currency, Decimal, Money};
@@ -99,38 +99,19 @@ fn scope(route: &str) -> String {
     format!("wallets:{route}")
 }
 
-/// Collects field errors so that a client learns about every bad field at once.
-#[derive(Default)]
-struct Fields(Vec<FieldError>);
+type Fields = FieldErrors;
 
-impl Fields {
-    fn take<T>(&mut self, result: Result<T, FieldError>) -> Option<T> {
-        result.map_err(|e| self.0.push(e)).ok()
-    }
+/// The wallets' own field parser, on top of the shared collector.
+trait CurrencyField {
+    /// An optional ISO 4217 code: `Some(None)` when left out, `None` when refused.
+    fn currency(&mut self, raw: Option<&str>) -> Option<Option<Currency>>;
+}
 
-    fn text<T>(&mut self, field: &str, result: Result<T, &str>) -> Option<T> {
-        self.take(result.map_err(|d| FieldError {
-            field: field.into(),
-            detail: d.into(),
-        }))
-    }
-
+impl CurrencyField for FieldErrors {
     fn currency(&mut self, raw: Option<&str>) -> Option<Option<Currency>> {
         match raw {
             None => Some(None),
-            Some(code) => self
-                .take(Currency::parse(code).map_err(|e| FieldError {
-                    field: "currency".into(),
-                    detail: e.to_string(),
-                }))
-                .map(Some),
-        }
-    }
-
-    fn finish<T>(self, value: Option<T>) -> Result<T, Problem> {
-        match value {
-            Some(v) if self.0.is_empty() => Ok(v),
-            _ => Err(Problem::validation(self.0)),
+            Some(code) => self.check("currency", Currency::parse(code)).map(Some),
         }
     }
 }
@@ -299,8 +280,8 @@ async fn create_client(
     ApiJson(body): ApiJson<CreateClientRequest>,
 ) -> Response {
     let mut f = Fields::default();
-    let login = f.text("login", Login::parse(&body.login));
-    let name = f.text("name", ClientName::parse(&body.name));
+    let login = f.check("login", Login::parse(&body.login));
+    let name = f.check("name", ClientName::parse(&body.name));
     let currency = f.currency(body.currency.as_deref());
     let cmd = match f.finish(login.zip(name).zip(currency)) {
         Ok(((login, name), currency)) => {
@@ -671,10 +652,7 @@ async fn transfer(
 ) -> Response {
     let mut f = Fields::default();
     if body.wallet_from_id == body.wallet_to_id {
-        f.0.push(FieldError {
-            field: "walletToId".into(),
-            detail: WalletError::SameWallet.to_string(),
-        });
+        f.push("walletToId", WalletError::SameWallet.to_string());
     }
     let amount = f.take(body.amount.positive_decimal("amount"));
     let currency = f.currency(body.currency.as_deref());
@@ -747,10 +725,7 @@ async fn place_hold(
         .as_ref()
         .is_some_and(|r| r.chars().count() > 200)
     {
-        f.0.push(FieldError {
-            field: "reference".into(),
-            detail: "is too long".into(),
-        });
+        f.push("reference", "is too long");
     }
     let (amount, currency) = match f.finish(amount.zip(currency)) {
         Ok(parsed) => parsed,
