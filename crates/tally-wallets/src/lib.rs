@@ -7,9 +7,15 @@
 pub mod adapters;
 pub mod domain;
 
-pub use adapters::consumers::payments_consumer;
+pub use adapters::consumers::{
+    payment_channel_consumer, payments_consumer, PAYMENTS_CONSUMER, PAYMENT_CHANNEL_CONSUMER,
+};
 pub use adapters::routes::{router, Wallets, WalletsApi};
 pub use adapters::store::SCHEMA;
+pub use domain::events::{
+    CAPTURE_COMPLETED, CAPTURE_FAILED, CAPTURE_REQUESTED, HOLD_COMPLETED, HOLD_FAILED,
+    HOLD_REQUESTED, PAYMENT, PAYMENT_RESPONSE,
+};
 
 /// The service's name: its SQLite file, its PostgreSQL schema, the `source` of its events.
 pub const SERVICE: &str = "wallets";
@@ -29,4 +35,9 @@ pub const PUBLISHES: &[&str] = &[
     domain::events::DEBIT_FAILED,
     domain::events::CREDIT_COMPLETED,
     domain::events::CREDIT_FAILED,
+    domain::events::HOLD_COMPLETED,
+    domain::events::HOLD_FAILED,
+    domain::events::CAPTURE_COMPLETED,
+    domain::events::CAPTURE_FAILED,
+    domain::events::PAYMENT_RESPONSE,
 ];

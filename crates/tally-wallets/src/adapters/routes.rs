@@ -86,6 +86,7 @@ pub(crate) fn problem(e: &WalletError) -> Problem {
         E::CaptureExceedsHold { .. } => Problem::invalid_field("amount", detail),
         E::WalletClosed(_) => conflict("wallet-closed", "Wallet closed").with_detail(detail),
         E::ClientRemoved(_) => conflict("client-removed", "Client removed").with_detail(detail),
+        E::NoOpenWallet(_) => conflict("no-open-wallet", "No open wallet").with_detail(detail),
         E::ClientHasFunds(_) => {
             conflict("client-has-funds", "Client has funds").with_detail(detail)
         }

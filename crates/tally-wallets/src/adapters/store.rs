@@ -352,6 +352,37 @@ impl Store {
         Ok((client, wallet))
     }
 
+    /// Locks an active client; a removed one is refused.
+    pub async fn active_client(&self, tx: &mut WriteTx, client_id: i64) -> Result<Client, Failure> {
+        let client = self.client_in(tx, client_id).await?;
+        if client.status != "active" {
+            return Err(WalletError::ClientRemoved(client_id).into());
+        }
+        Ok(client)
+    }
+
+    /// A client's primary wallet: its open wallet with the lowest id (the one it was created
+    /// with, while that is open). The client is locked, so it cannot be removed meanwhile.
+    pub async fn primary_wallet(
+        &self,
+        tx: &mut WriteTx,
+        client_id: i64,
+    ) -> Result<Account, Failure> {
+        self.active_client(tx, client_id).await?;
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE client_id = $1 AND kind = 'wallet' \
+             AND status = 'open' ORDER BY id LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(client_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        match row {
+            Some(row) => Ok(account_from_row(&row)?),
+            None => Err(WalletError::NoOpenWallet(client_id).into()),
+        }
+    }
+
     async fn client_in(&self, tx: &mut WriteTx, client_id: i64) -> Result<Client, Failure> {
         let sql = format!(
             "SELECT id, login, name, status FROM clients WHERE id = $1{}",
@@ -595,7 +626,8 @@ impl Store {
         })
     }
 
-    async fn hold_in(&self, tx: &mut WriteTx, hold_id: &str) -> Result<Hold, Failure> {
+    /// Locks and loads a hold.
+    pub async fn hold_in(&self, tx: &mut WriteTx, hold_id: &str) -> Result<Hold, Failure> {
         let sql = format!(
             "SELECT id, account_id, amount_minor, currency, status, captured_minor FROM holds \
              WHERE id = $1{}",

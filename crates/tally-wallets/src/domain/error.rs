@@ -40,6 +40,8 @@ pub enum WalletError {
     WalletClosed(i64),
     #[error("client {0} was removed")]
     ClientRemoved(i64),
+    #[error("client {0} has no open wallet")]
+    NoOpenWallet(i64),
     #[error("client {0} still has money or holds in a wallet")]
     ClientHasFunds(i64),
     #[error("hold {hold_id} is already {status}")]

@@ -19,6 +19,17 @@ pub const DEBIT_COMPLETED: &str = "wallet.debit_completed";
 pub const DEBIT_FAILED: &str = "wallet.debit_failed";
 pub const CREDIT_COMPLETED: &str = "wallet.credit_completed";
 pub const CREDIT_FAILED: &str = "wallet.credit_failed";
+pub const HOLD_REQUESTED: &str = "wallet.hold_requested";
+pub const CAPTURE_REQUESTED: &str = "wallet.capture_requested";
+pub const HOLD_COMPLETED: &str = "wallet.hold_completed";
+pub const HOLD_FAILED: &str = "wallet.hold_failed";
+pub const CAPTURE_COMPLETED: &str = "wallet.capture_completed";
+pub const CAPTURE_FAILED: &str = "wallet.capture_failed";
+/// Document 003's request channel: a caller's `ADD_USER`, `REMOVE_USER`, `DEPOSIT`, `WITHDRAW`
+/// or `USER_INFO` message.
+pub const PAYMENT: &str = "payment";
+/// The reply to each `payment` request (document 003's channel name, not a past tense).
+pub const PAYMENT_RESPONSE: &str = "payment-response";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
@@ -83,12 +94,16 @@ pub enum WalletEvent {
         amount_minor: i64,
         currency: Currency,
     },
-    /// The answer to `wallet.debit_requested` or `wallet.credit_requested` from another
-    /// service: the money moved (`transaction_number`) or it did not (`reason`).
+    /// The answer to a request from another service (`wallet.debit_requested`,
+    /// `wallet.credit_requested`, `wallet.hold_requested`, `wallet.capture_requested`): it was
+    /// done (`transaction_number` of the money moved, `hold_id` of the hold placed or captured)
+    /// or it was not (`reason`).
     RequestAnswered {
         #[serde(skip)]
         event_type: &'static str,
         request_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hold_id: Option<String>,
         wallet_id: i64,
         amount_minor: i64,
         currency: Currency,
@@ -97,6 +112,47 @@ pub enum WalletEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// The reply on `payment-response` to one `payment` request.
+    PaymentReplied(PaymentReply),
+}
+
+/// Whether a `payment` request was carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ReplyStatus {
+    #[serde(rename = "OK")]
+    Ok,
+    #[serde(rename = "ERROR")]
+    Error,
+}
+
+/// Document 003's reply: the caller's `id` and `type` echoed, `status`, a sentence in `message`,
+/// and what applies of the user, their wallet and its money. Amounts are decimal strings with
+/// exactly the currency's decimals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PaymentReply {
+    /// The id of the request's envelope: the reply's aggregate.
+    pub request_id: String,
+    /// The caller's message id, echoed verbatim (`null` when the request had none).
+    pub id: serde_json::Value,
+    /// The request's `type`, echoed verbatim (`null` when the request had none).
+    #[serde(rename = "type")]
+    pub request_type: serde_json::Value,
+    pub status: ReplyStatus,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wallet_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<Currency>,
+    /// `USER_INFO`: the balance; `DEPOSIT` and `WITHDRAW`: the balance after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
+    /// `USER_INFO`: the balance minus holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction_number: Option<String>,
 }
 
 impl DomainEvent for WalletEvent {
@@ -112,12 +168,14 @@ impl DomainEvent for WalletEvent {
             WalletEvent::HoldCaptured { .. } => HOLD_CAPTURED,
             WalletEvent::HoldReleased { .. } => HOLD_RELEASED,
             WalletEvent::RequestAnswered { event_type, .. } => event_type,
+            WalletEvent::PaymentReplied(_) => PAYMENT_RESPONSE,
         }
     }
 
     fn aggregate_type(&self) -> &'static str {
         match self {
             WalletEvent::ClientCreated { .. } | WalletEvent::ClientRemoved { .. } => "client",
+            WalletEvent::PaymentReplied(_) => "request",
             _ => "wallet",
         }
     }
@@ -134,6 +192,7 @@ impl DomainEvent for WalletEvent {
             | WalletEvent::HoldReleased { wallet_id, .. }
             | WalletEvent::RequestAnswered { wallet_id, .. } => wallet_id.to_string(),
             WalletEvent::FundsTransferred { wallet_from_id, .. } => wallet_from_id.to_string(),
+            WalletEvent::PaymentReplied(reply) => reply.request_id.clone(),
         }
     }
 

@@ -3,6 +3,7 @@
 pub mod error;
 pub mod events;
 pub mod ledger;
+pub mod payment;
 
 pub use error::WalletError;
 pub use ledger::{Account, AccountKind, Hold, HoldStatus, Posting};
