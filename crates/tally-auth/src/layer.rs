@@ -67,6 +67,60 @@ impl AuthState {
     }
 }
 
+/// Where a token stands for one use of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Allowed,
+    MissingScope,
+    /// Unknown or revoked.
+    Revoked,
+}
+
+impl AuthState {
+    /// Whether the token `token_id` (already authenticated once, as on a WebSocket) may still
+    /// use `service` with `access`. A revocation shows within the cache's lifetime.
+    pub async fn standing(
+        &self,
+        token_id: &str,
+        service: &str,
+        access: Access,
+    ) -> Result<Standing, sqlx::Error> {
+        let Some(stored) = self.stored(token_id).await?.filter(|s| !s.revoked) else {
+            return Ok(Standing::Revoked);
+        };
+        let scopes = Scopes::parse(&stored.scopes, self.services).unwrap_or_default();
+        Ok(if scopes.allows(service, access) {
+            Standing::Allowed
+        } else {
+            Standing::MissingScope
+        })
+    }
+}
+
+/// The prefix of a token offered as a WebSocket subprotocol (`Sec-WebSocket-Protocol:
+/// tally.v1, bearer.<token>`), for browsers, which cannot set headers on a WebSocket.
+pub const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
+
+/// The token a request presents: its `Authorization: Bearer` header, or else a `bearer.<token>`
+/// WebSocket subprotocol.
+fn presented_token(request: &Request) -> Option<String> {
+    let headers = request.headers();
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        return value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(|v| v.trim().to_owned());
+    }
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(BEARER_PROTOCOL_PREFIX))
+        .map(str::to_owned)
+}
+
 /// The state of one service's routes: the shared verifier and the service's name.
 #[derive(Clone)]
 pub struct RouteAuth {
@@ -99,16 +153,7 @@ async fn check(State(route): State<RouteAuth>, mut request: Request, next: Next)
         Method::GET | Method::HEAD => Access::Read,
         _ => Access::Write,
     };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|v| v.trim().to_owned());
-    let Some(presented) = presented else {
+    let Some(presented) = presented_token(&request) else {
         return unauthorized("send an API token as `Authorization: Bearer <token>`");
     };
     let Some((id, secret)) = token::parse(&presented) else {

@@ -11,7 +11,7 @@ pub mod scope;
 pub mod store;
 pub mod token;
 
-pub use layer::{require, AuthState};
+pub use layer::{require, AuthState, Standing, BEARER_PROTOCOL_PREFIX};
 pub use limit::{WriteLimiter, WriteRate};
 pub use scope::{Access, Scope, ScopeError, Scopes};
 pub use store::{TokenInfo, SCHEMA};
