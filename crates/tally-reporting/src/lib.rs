@@ -39,6 +39,8 @@ pub const CONSUMES: &[&str] = &[
     "hold.placed",
     "hold.captured",
     "hold.released",
+    "trade.executed",
+    "trade.rejected",
 ];
 
 /// Counter name for every applied event; with no currency.
@@ -54,6 +56,16 @@ pub fn statistics_consumer(db: Db) -> Consumer {
 }
 
 struct Statistics;
+
+/// The fields of `trade.executed` and `trade.rejected` the statistics read.
+#[derive(Deserialize)]
+struct TradeData {
+    symbol: String,
+    side: String,
+    currency: String,
+    quantity: i64,
+    total_minor: i64,
+}
 
 /// The money fields the statistics read; other fields of the event are ignored.
 #[derive(Deserialize)]
@@ -76,6 +88,15 @@ impl Statistics {
         match event.event_type.as_str() {
             "client.created" | "client.removed" | "wallet.opened" => {
                 bump(tx, &event.event_type, "", 0).await?
+            }
+            "trade.executed" | "trade.rejected" => {
+                let data: TradeData = serde_json::from_value(event.data.clone()).map_err(|e| {
+                    HandlerError::Permanent(anyhow::anyhow!(
+                        "{} data does not parse: {e}",
+                        event.event_type
+                    ))
+                })?;
+                bump_trades(tx, &data, event.event_type == "trade.executed").await?
             }
             _ => {
                 let data: MoneyData = serde_json::from_value(event.data.clone()).map_err(|e| {
@@ -121,6 +142,58 @@ async fn bump(
     Ok(())
 }
 
+/// Counts an executed trade (its units and value) or a rejected one.
+async fn bump_trades(
+    tx: &mut WriteTx,
+    trade: &TradeData,
+    executed: bool,
+) -> Result<(), sqlx::Error> {
+    let (executed_count, rejected_count, quantity, volume) = if executed {
+        (1, 0, trade.quantity, trade.total_minor)
+    } else {
+        (0, 1, 0, 0)
+    };
+    sqlx::query(
+        "INSERT INTO trade_statistics (symbol, side, currency, executed, rejected, quantity, \
+         volume_minor) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (symbol, side, currency) DO UPDATE SET \
+         executed = trade_statistics.executed + excluded.executed, \
+         rejected = trade_statistics.rejected + excluded.rejected, \
+         quantity = trade_statistics.quantity + excluded.quantity, \
+         volume_minor = trade_statistics.volume_minor + excluded.volume_minor",
+    )
+    .bind(&trade.symbol)
+    .bind(&trade.side)
+    .bind(&trade.currency)
+    .bind(executed_count)
+    .bind(rejected_count)
+    .bind(quantity)
+    .bind(volume)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Trades of one symbol on one side, in one currency.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TradeFigure {
+    #[schema(example = "ACME")]
+    symbol: String,
+    /// `BUY` or `SELL`.
+    side: String,
+    #[schema(value_type = String, example = "USD")]
+    currency: Currency,
+    /// Trades executed.
+    count: i64,
+    /// Orders rejected (insufficient funds or holdings).
+    rejected: i64,
+    /// Units traded.
+    quantity: i64,
+    /// Value traded: the sum of price × units.
+    volume: AmountOutput,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Figure {
     #[schema(value_type = String, example = "USD")]
@@ -148,6 +221,8 @@ pub struct StatisticsView {
     holds_placed: Vec<Figure>,
     holds_captured: Vec<Figure>,
     holds_released: Vec<Figure>,
+    /// Trading per symbol and side.
+    trades: Vec<TradeFigure>,
 }
 
 pub fn router(db: Db) -> Router {
@@ -196,6 +271,25 @@ async fn statistics(State(db): State<Db>) -> Result<Json<StatisticsView>, Proble
             "hold.released" => view.holds_released.push(figure()?),
             _ => {}
         }
+    }
+    let rows = sqlx::query(
+        "SELECT symbol, side, currency, executed, rejected, quantity, volume_minor \
+         FROM trade_statistics ORDER BY symbol, side, currency",
+    )
+    .fetch_all(db.reader())
+    .await?;
+    for row in rows {
+        let currency: String = row.try_get(2)?;
+        let currency = Currency::parse(&currency).map_err(anyhow::Error::from)?;
+        view.trades.push(TradeFigure {
+            symbol: row.try_get(0)?,
+            side: row.try_get(1)?,
+            currency,
+            count: row.try_get(3)?,
+            rejected: row.try_get(4)?,
+            quantity: row.try_get(5)?,
+            volume: AmountOutput(Money::new(row.try_get(6)?, currency)),
+        });
     }
     Ok(Json(view))
 }

@@ -246,6 +246,22 @@ pub struct ServeArgs {
     /// Require a token with `metrics:read` (or admin) for /metrics.
     #[arg(long, env = "TALLY_PROTECT_METRICS", value_parser = clap::builder::BoolishValueParser::new())]
     pub protect_metrics: bool,
+    /// Largest message on the trading WebSocket, in bytes; a larger one closes the connection.
+    #[arg(long, env = "TALLY_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub ws_max_message_bytes: usize,
+    /// Sustained messages per second on one trading WebSocket connection.
+    #[arg(long, env = "TALLY_WS_MESSAGES_PER_SECOND", default_value_t = 50)]
+    pub ws_messages_per_second: u32,
+    /// Messages a trading WebSocket connection may send at once above the sustained rate.
+    #[arg(long, env = "TALLY_WS_BURST", default_value_t = 100)]
+    pub ws_burst: u32,
+    /// Messages of one trading WebSocket connection handled at once.
+    #[arg(long, env = "TALLY_WS_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub ws_max_in_flight: usize,
+    /// How long a trading message waits for the wallets service's answer before its caller is
+    /// told to ask again with the same id, in milliseconds.
+    #[arg(long, env = "TALLY_WS_REPLY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub ws_reply_timeout_ms: u64,
     /// Logs as JSON lines instead of text.
     #[arg(long, env = "TALLY_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     pub log_json: bool,
@@ -299,7 +315,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dlq(cmd) => {
             init_logs(&log, false);
-            let platform = Platform::open(&settings).await?;
+            let mut platform = Platform::open(&settings).await?;
+            // A redriven ADD_USER opens its wallet in the currency `serve` would have used.
+            if let Ok(code) = std::env::var("TALLY_DEFAULT_CURRENCY") {
+                platform.default_currency = Currency::parse(&code)
+                    .with_context(|| format!("TALLY_DEFAULT_CURRENCY {code} is not usable"))?;
+            }
             let result = dlq(&platform, cmd).await;
             platform.close().await;
             result
@@ -393,7 +414,8 @@ async fn serve(settings: DbSettings, log: &str, args: ServeArgs) -> anyhow::Resu
     init_logs(log, args.log_json);
     let default_currency = Currency::parse(&args.default_currency)
         .with_context(|| format!("--default-currency {} is not usable", args.default_currency))?;
-    let platform = Platform::open(&settings).await?;
+    let mut platform = Platform::open(&settings).await?;
+    platform.default_currency = default_currency;
     if let Some(token) = tally_auth::store::first_admin_token(&platform.auth).await? {
         // Shown once, on standard output only: it is never logged or stored.
         println!("admin token: {}", token.text);
@@ -480,6 +502,13 @@ async fn serve(settings: DbSettings, log: &str, args: ServeArgs) -> anyhow::Resu
             burst: args.top_providers_per_minute.max(1),
         },
         claims_body_limit_bytes: args.claims_body_limit_bytes,
+        trading_ws: tally_trading::WsSettings {
+            max_message_bytes: args.ws_max_message_bytes,
+            messages_per_second: args.ws_messages_per_second,
+            burst: args.ws_burst,
+            max_in_flight: args.ws_max_in_flight,
+            reply_timeout: Duration::from_millis(args.ws_reply_timeout_ms),
+        },
     };
     let app = tally_http::app::router(platform.http(api, security), &http);
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))

@@ -30,7 +30,10 @@ pub struct Platform {
     patients: Db,
     care: Db,
     notifications: Db,
+    trading: Db,
     pub auth: Db,
+    /// The currency of wallets opened without one (ADD_USER on the `payment` topic too).
+    pub default_currency: Currency,
     /// The card gateway billing charges and refunds through (the built-in test gateway).
     gateway: std::sync::Arc<dyn tally_billing::CardGateway>,
 }
@@ -52,6 +55,8 @@ pub struct ApiSettings {
     /// Largest `POST /claims` body (files of claim rows are larger than other requests).
     pub claims_body_limit_bytes: usize,
     pub notifications: tally_notifications::NotificationSettings,
+    /// Limits of the trading WebSocket's connections.
+    pub trading_ws: tally_trading::WsSettings,
 }
 
 /// How requests are authenticated and limited.
@@ -79,6 +84,8 @@ impl Platform {
             patients: Db::open_and_migrate(settings, &tally_patients::SCHEMA).await?,
             care: Db::open_and_migrate(settings, &tally_care::SCHEMA).await?,
             notifications: Db::open_and_migrate(settings, &tally_notifications::SCHEMA).await?,
+            trading: Db::open_and_migrate(settings, &tally_trading::SCHEMA).await?,
+            default_currency: Currency::parse("USD")?,
             gateway: std::sync::Arc::new(tally_billing::TestGateway::new()),
             auth: Db::open_and_migrate(settings, &tally_auth::SCHEMA).await?,
         })
@@ -106,6 +113,7 @@ impl Platform {
             self.patients.clone(),
             self.care.clone(),
             self.notifications.clone(),
+            self.trading.clone(),
         ]
     }
 
@@ -122,6 +130,7 @@ impl Platform {
         bus.add_log(self.patients.clone(), tally_patients::PUBLISHES);
         bus.add_log(self.care.clone(), tally_care::PUBLISHES);
         bus.add_log(self.notifications.clone(), tally_notifications::PUBLISHES);
+        bus.add_log(self.trading.clone(), tally_trading::PUBLISHES);
         bus.add_consumer(tally_notifications::recipients_consumer(
             self.notifications.clone(),
         ));
@@ -133,6 +142,11 @@ impl Platform {
             bus.add_consumer(consumer);
         }
         bus.add_consumer(tally_wallets::payments_consumer(self.wallets.clone()));
+        bus.add_consumer(tally_wallets::payment_channel_consumer(
+            self.wallets.clone(),
+            self.default_currency,
+        ));
+        bus.add_consumer(tally_trading::wallets_consumer(self.trading.clone()));
         bus
     }
 
@@ -159,6 +173,11 @@ impl Platform {
             directory,
             settings.care,
         ));
+        let trading = tally_trading::Trading::new(
+            self.trading.clone(),
+            std::sync::Arc::new(TokenPermissions(security.auth.clone())),
+            settings.trading_ws,
+        );
         let api = axum::Router::new()
             .merge(security.protect(tally_wallets::router(wallets), "wallets"))
             .merge(security.protect(reporting, "reporting"))
@@ -172,7 +191,8 @@ impl Platform {
             .merge(security.protect(
                 tally_notifications::router(self.notifications(settings.notifications)),
                 "notifications",
-            ));
+            ))
+            .merge(security.protect(tally_trading::router(trading), "trading"));
         let mut openapi = tally_wallets::WalletsApi::openapi();
         openapi.merge(tally_reporting::ReportingApi::openapi());
         openapi.merge(tally_billing::BillingApi::openapi());
@@ -180,6 +200,7 @@ impl Platform {
         openapi.merge(tally_patients::PatientsApi::openapi());
         openapi.merge(tally_care::CareApi::openapi());
         openapi.merge(tally_notifications::NotificationsApi::openapi());
+        openapi.merge(tally_trading::TradingApi::openapi());
         openapi.info.title = "Tally".into();
         openapi.info.version = env!("CARGO_PKG_VERSION").into();
         openapi.info.description = Some(
@@ -258,6 +279,31 @@ pub async fn forget_idle_buckets(limiter: tally_auth::WriteLimiter, shutdown: Ca
             _ = tokio::time::sleep(Duration::from_secs(60)) => limiter.forget_idle(),
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// The token store answering the trading WebSocket, which checks each message's scope.
+struct TokenPermissions(tally_auth::AuthState);
+
+impl tally_trading::Permissions for TokenPermissions {
+    fn check<'a>(
+        &'a self,
+        token_id: &'a str,
+        service: &'static str,
+        write: bool,
+    ) -> futures_util::future::BoxFuture<'a, anyhow::Result<tally_trading::Verdict>> {
+        Box::pin(async move {
+            let access = if write {
+                tally_auth::Access::Write
+            } else {
+                tally_auth::Access::Read
+            };
+            Ok(match self.0.standing(token_id, service, access).await? {
+                tally_auth::Standing::Allowed => tally_trading::Verdict::Allowed,
+                tally_auth::Standing::MissingScope => tally_trading::Verdict::MissingScope,
+                tally_auth::Standing::Revoked => tally_trading::Verdict::Revoked,
+            })
+        })
     }
 }
 

@@ -12,4 +12,5 @@ mod crash;
 mod hospital;
 mod idempotency;
 mod security;
+mod trading;
 mod wallets_api;

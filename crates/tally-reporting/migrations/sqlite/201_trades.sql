@@ -1,0 +1,12 @@
+-- Trading figures from trade.executed and trade.rejected: per symbol, side and currency, how
+-- many trades, how many units, and their value.
+CREATE TABLE trade_statistics (
+    symbol TEXT NOT NULL,
+    side TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    executed INTEGER NOT NULL,
+    rejected INTEGER NOT NULL,
+    quantity INTEGER NOT NULL,
+    volume_minor INTEGER NOT NULL,
+    PRIMARY KEY (symbol, side, currency)
+);

@@ -1,0 +1,5 @@
+pub mod consumers;
+pub mod replies;
+pub mod routes;
+pub mod store;
+pub mod ws;
