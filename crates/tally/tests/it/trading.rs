@@ -578,3 +578,74 @@ async fn websocket_security(backend: Backend) {
 }
 
 on_both_backends!(websocket_security: websocket_security_sqlite, websocket_security_postgres);
+
+/// SIGKILL with orders in flight: after a restart the same messages (same ids) get the replies
+/// given before the kill, the orders cut off are decided once, and the wallet pays for exactly
+/// what it holds.
+async fn sigkill_mid_trading(backend: Backend) {
+    let mut server = TestServer::start(backend).await;
+    let token = server.admin_token().to_owned();
+    let mut ws = connect(&server, &token).await;
+    let user = add_user(&mut ws, "crash", "100.00").await;
+    // 40 BUYs of 5.00 against 100.00: whatever the kill cuts, exactly 20 can execute.
+    let orders: Vec<Value> = (0..40)
+        .map(|i| json!({"id": format!("k{i}"), "type": "BUY", "user_id": user, "symbol": "KIL", "price": "5.00", "amount": 1}))
+        .collect();
+    for order in &orders {
+        ws.send(order).await;
+    }
+    let mut before: HashMap<String, Value> = HashMap::new();
+    while before.len() < 3 {
+        let reply = ws.recv().await;
+        before.insert(reply["id"].as_str().expect("string id").to_owned(), reply);
+    }
+    server.kill_9();
+    server.restart(&[]).await;
+
+    // Send every message again until each is decided.
+    let mut ws = connect(&server, &token).await;
+    let mut decided: HashMap<String, Value> = HashMap::new();
+    let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
+    while decided.len() < orders.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orders undecided: {decided:?}"
+        );
+        let open: Vec<Value> = orders
+            .iter()
+            .filter(|o| !decided.contains_key(o["id"].as_str().unwrap_or_default()))
+            .cloned()
+            .collect();
+        for (id, reply) in ws.burst(&open).await {
+            let pending = reply["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("still being processed");
+            if !pending {
+                decided.insert(id, reply);
+            }
+        }
+    }
+    for (id, reply) in &before {
+        if !reply["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("still being processed")
+        {
+            assert_eq!(
+                &decided[id], reply,
+                "{id}: the reply before the kill stands"
+            );
+        }
+    }
+    let executed = decided.values().filter(|r| r["status"] == "OK").count();
+    assert_eq!(
+        executed, 20,
+        "100.00 pays for exactly 20 at 5.00: {decided:?}"
+    );
+    assert_eq!(holdings(&server, user).await, vec![("KIL".to_owned(), 20)]);
+    wallet_reaches(&server, user, 0, "every executed order's hold is captured").await;
+    server.api().ledger_balanced().await;
+}
+
+on_both_backends!(sigkill_mid_trading: sigkill_mid_trading_sqlite, sigkill_mid_trading_postgres);
