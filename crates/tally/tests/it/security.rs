@@ -74,6 +74,7 @@ async fn tokens_and_scopes(backend: Backend) {
     let (care_read, care_write) = (token("care:read"), token("care:write"));
     let (billing_read, claims_read) = (token("billing:read"), token("claims:read"));
     let (claims_write, notifications_read) = (token("claims:write"), token("notifications:read"));
+    let trading_read = token("trading:read");
     let patient = r#"{"fullName":"Scope Test","dateOfBirth":"1970-01-01"}"#;
     let physician = r#"{"name":"Dr. Scope","tariff":{"blockMinutes":15,"feePerBlock":"10.00","currency":"USD"}}"#;
     let claim = r#"[{"service_date":"3/28/18 0:00","submitted_procedure":"D0180","plan_group_number":"G","subscriber_number":"1","provider_npi":"1234567893","provider_fees":"$10.00","allowed_fees":"$5.00","member_coinsurance":"$0.00","member_copay":"$0.00"}]"#;
@@ -128,6 +129,13 @@ async fn tokens_and_scopes(backend: Backend) {
             &patients_read,
         ),
         ("GET", &wallet_path, None, &wallets_read, &reporting_read),
+        (
+            "GET",
+            "/trading/v1/users/1/holdings",
+            None,
+            &trading_read,
+            &wallets_read,
+        ),
         (
             "POST",
             "/resupplies",
