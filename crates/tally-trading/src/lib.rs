@@ -18,7 +18,7 @@ pub mod domain;
 pub use adapters::consumers::{wallets_consumer, WALLETS_CONSUMER};
 pub use adapters::routes::{router, Trading, TradingApi};
 pub use adapters::store::SCHEMA;
-pub use adapters::ws::{Permissions, Verdict, WsSettings, PROTOCOL};
+pub use adapters::ws::{Connections, Permissions, Verdict, WsSettings, PROTOCOL};
 
 /// The service's name: its SQLite file, its PostgreSQL schema, the `source` of its events.
 pub const SERVICE: &str = "trading";

@@ -489,6 +489,7 @@ async fn serve(settings: DbSettings, log: &str, args: ServeArgs) -> anyhow::Resu
             shutdown.clone(),
         ));
     }
+    let trading_connections = tally_trading::Connections::new(shutdown.clone());
     let api = platform::ApiSettings {
         patients: match (args.patients_url.clone(), args.patients_token.clone()) {
             (Some(url), Some(token)) => platform::PatientsAt::Http { url, token },
@@ -509,6 +510,7 @@ async fn serve(settings: DbSettings, log: &str, args: ServeArgs) -> anyhow::Resu
             max_in_flight: args.ws_max_in_flight,
             reply_timeout: Duration::from_millis(args.ws_reply_timeout_ms),
         },
+        trading_connections: trading_connections.clone(),
     };
     let app = tally_http::app::router(platform.http(api, security), &http);
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
@@ -531,6 +533,11 @@ async fn serve(settings: DbSettings, log: &str, args: ServeArgs) -> anyhow::Resu
         .await
         .context("the HTTP server failed")?;
     shutdown.cancel();
+    // WebSocket connections outlive the HTTP server: each sends its last replies and closes.
+    let still_open = trading_connections.closed(Duration::from_secs(10)).await;
+    if still_open > 0 {
+        tracing::warn!(still_open, "trading connections did not close in time");
+    }
     while tasks.join_next().await.is_some() {}
     platform.close().await;
     tracing::info!("stopped");

@@ -57,6 +57,8 @@ pub struct ApiSettings {
     pub notifications: tally_notifications::NotificationSettings,
     /// Limits of the trading WebSocket's connections.
     pub trading_ws: tally_trading::WsSettings,
+    /// The trading WebSocket's open connections, closed on shutdown.
+    pub trading_connections: tally_trading::Connections,
 }
 
 /// How requests are authenticated and limited.
@@ -177,6 +179,7 @@ impl Platform {
             self.trading.clone(),
             std::sync::Arc::new(TokenPermissions(security.auth.clone())),
             settings.trading_ws,
+            settings.trading_connections,
         );
         let api = axum::Router::new()
             .merge(security.protect(tally_wallets::router(wallets), "wallets"))

@@ -13,7 +13,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use super::replies::Replies;
 use super::store::Store;
-use super::ws::{self, Permissions, WsSettings};
+use super::ws::{self, Connections, Permissions, WsSettings};
 
 /// The service as its routes see it.
 #[derive(Clone)]
@@ -22,16 +22,25 @@ pub struct Trading {
     pub(crate) replies: Arc<Replies>,
     pub(crate) permissions: Arc<dyn Permissions>,
     pub(crate) ws: WsSettings,
+    pub(crate) connections: Connections,
 }
 
 impl Trading {
-    pub fn new(db: Db, permissions: Arc<dyn Permissions>, ws: WsSettings) -> Self {
+    /// The service on `db`; its WebSocket connections are counted in `connections` and close
+    /// when its shutdown signal fires.
+    pub fn new(
+        db: Db,
+        permissions: Arc<dyn Permissions>,
+        ws: WsSettings,
+        connections: Connections,
+    ) -> Self {
         let store = Store::new(db);
         Self {
             replies: Arc::new(Replies::new(store.clone())),
             store,
             permissions,
             ws,
+            connections,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! order than the messages, each carrying its message's `id`.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,8 @@ use governor::{Quota, RateLimiter};
 use serde_json::{json, Map, Value};
 use tally_http::{Caller, Problem};
 use tally_kernel::EventMeta;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use super::routes::Trading;
 use super::store::Submitted;
@@ -80,6 +82,55 @@ pub trait Permissions: Send + Sync + 'static {
     ) -> BoxFuture<'a, anyhow::Result<Verdict>>;
 }
 
+/// The open connections of a process, and the signal that closes them: on shutdown each one
+/// stops reading, sends the replies of the messages it is handling, and closes with 1001.
+#[derive(Clone)]
+pub struct Connections {
+    shutdown: CancellationToken,
+    open: Arc<(AtomicUsize, Notify)>,
+}
+
+impl Connections {
+    pub fn new(shutdown: CancellationToken) -> Self {
+        Self {
+            shutdown,
+            open: Arc::new((AtomicUsize::new(0), Notify::new())),
+        }
+    }
+
+    /// Waits until every connection has closed, or `timeout`. Returns how many are still open.
+    pub async fn closed(&self, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.open.1.notified();
+            let open = self.open.0.load(Ordering::SeqCst);
+            if open == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.open.0.load(Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn enter(&self) -> OpenGuard {
+        self.open.0.fetch_add(1, Ordering::SeqCst);
+        OpenGuard(self.open.clone())
+    }
+}
+
+struct OpenGuard(Arc<(AtomicUsize, Notify)>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::SeqCst);
+        self.0 .1.notify_waiters();
+    }
+}
+
+/// How long a closing connection waits for the replies of the messages it is handling.
+const DRAIN: Duration = Duration::from_secs(5);
+
 enum Outgoing {
     Reply(Value),
     /// The reply, then the connection closes (policy violation).
@@ -110,16 +161,42 @@ pub(crate) async fn upgrade(
 }
 
 async fn connection(trading: Trading, token_id: String, mut socket: WebSocket) {
+    let _open = trading.connections.enter();
+    let shutdown = trading.connections.shutdown.clone();
     let settings = trading.ws.clone();
     let rate = NonZeroU32::new(settings.messages_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(settings.burst.max(1)).unwrap_or(NonZeroU32::MIN);
     let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
-    let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
-    let (outgoing, mut replies) = mpsc::channel::<Outgoing>(settings.max_in_flight.max(1) + 1);
+    let max_in_flight = settings.max_in_flight.max(1);
+    let in_flight = Arc::new(Semaphore::new(max_in_flight));
+    let (outgoing, mut replies) = mpsc::channel::<Outgoing>(max_in_flight + 1);
+    let mut draining: Option<tokio::time::Instant> = None;
     tracing::debug!("trading connection opened");
     loop {
+        if let Some(deadline) = draining {
+            // Shutting down: every handled message has sent its reply (or the wait is over).
+            if in_flight.available_permits() == max_in_flight
+                || tokio::time::Instant::now() >= deadline
+            {
+                while let Ok(out) = replies.try_recv() {
+                    let (Outgoing::Reply(value) | Outgoing::Close(value)) = out;
+                    let _ = send(&mut socket, &value).await;
+                }
+                let _ = socket
+                    .send(Frame::Close(Some(CloseFrame {
+                        code: 1001,
+                        reason: "the server is shutting down".into(),
+                    })))
+                    .await;
+                break;
+            }
+        }
         tokio::select! {
-            frame = socket.recv() => {
+            _ = shutdown.cancelled(), if draining.is_none() => {
+                draining = Some(tokio::time::Instant::now() + DRAIN);
+            }
+            _ = tokio::time::sleep(Duration::from_millis(20)), if draining.is_some() => {}
+            frame = socket.recv(), if draining.is_none() => {
                 let text = match frame {
                     None | Some(Err(_)) | Some(Ok(Frame::Close(_))) => break,
                     Some(Ok(Frame::Text(text))) => text,

@@ -575,6 +575,40 @@ async fn websocket_security(backend: Backend) {
         other => panic!("expected a close frame, got {other:?}"),
     }
     let _ = reader;
+
+    // A graceful stop closes the connection as going away (1001).
+    let mut server = server;
+    let admin = server.admin_token().to_owned();
+    let mut last = connect(&server, &admin).await;
+    last.send(&json!({"id": "last", "type": "USER_INFO", "user_id": user}))
+        .await;
+    let (status, frames) = tokio::join!(server.stop(), async {
+        let mut frames = Vec::new();
+        while let Some(frame) = last.next().await {
+            let closed = frame.is_err();
+            frames.push(frame);
+            if closed {
+                break;
+            }
+        }
+        frames
+    });
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "a clean exit: {status:?}"
+    );
+    // The message is answered if it was read before the signal; either way nothing else comes.
+    assert!(frames.len() <= 2, "{frames:?}");
+    if frames.len() == 2 {
+        assert!(
+            matches!(&frames[0], Ok(reply) if reply["id"] == "last" && reply["status"] == "OK"),
+            "the reply before the close: {frames:?}"
+        );
+    }
+    assert!(
+        matches!(frames.last(), Some(Err(CloseCode::Away))),
+        "closed as going away: {frames:?}"
+    );
 }
 
 on_both_backends!(websocket_security: websocket_security_sqlite, websocket_security_postgres);
