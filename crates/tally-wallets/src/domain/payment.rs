@@ -67,7 +67,9 @@ pub fn parse(data: &Value) -> PaymentMessage {
     let id = fields.get("id").cloned().unwrap_or(Value::Null);
     let request_type = fields.get("type").cloned().unwrap_or(Value::Null);
     let mut errors = Vec::new();
-    if !(id.is_string() || id.is_number()) {
+    // Without an id (or with null) the reply echoes null: the caller cannot match it to its
+    // message, but the message is still served, as a BUY or SELL without an id is.
+    if !(id.is_null() || id.is_string() || id.is_number()) {
         errors.push(String::from("id must be a string or a number"));
     }
     let kind = match &request_type {
@@ -242,7 +244,7 @@ mod tests {
     #[test]
     fn every_bad_field_is_named() {
         assert_eq!(
-            command(json!({"type": "WITHDRAW", "user_id": -3, "amount": 1.5})),
+            command(json!({"id": true, "type": "WITHDRAW", "user_id": -3, "amount": 1.5})),
             Err(String::from(
                 "id must be a string or a number; user_id must be a positive integer; amount \
                  must be a decimal string such as \"10.50\""

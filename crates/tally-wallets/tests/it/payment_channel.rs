@@ -251,7 +251,7 @@ async fn bad_messages_get_error_replies_and_change_nothing(backend: TestBackend)
         ),
         (json!({"id": 9, "user_id": user_id}), "type is required"),
         (
-            json!({"type": "USER_INFO", "user_id": user_id}),
+            json!({"id": [1], "type": "USER_INFO", "user_id": user_id}),
             "id must be a string or a number",
         ),
         (json!("DEPOSIT"), "the message must be a JSON object"),

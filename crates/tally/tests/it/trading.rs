@@ -262,6 +262,16 @@ async fn trading_flow(backend: Backend) {
         ("62.50".into(), "62.50".into())
     );
 
+    // Without an id a message is served, not deduplicated; its reply's id is null.
+    ws.send(&json!({"type": "USER_INFO", "user_id": user}))
+        .await;
+    let anonymous = ws.recv().await;
+    assert_eq!(
+        (&anonymous["id"], &anonymous["status"], &anonymous["amount"]),
+        (&Value::Null, &json!("OK"), &json!("62.50")),
+        "{anonymous}"
+    );
+
     // SELL what is held; not more.
     let sold = ws
         .ok(json!({"id": "s1", "type": "SELL", "user_id": user, "symbol": "acme", "price": 15, "amount": 2}))
