@@ -99,6 +99,9 @@ const SQLITE_PRAGMAS_FULL: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous
 const SQLITE_PRAGMAS_NORMAL: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                                      PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
 
+/// The SQLite writer connection's page cache: 32 MiB (negative sizes are KiB).
+const WRITER_CACHE_PRAGMA: &str = "PRAGMA cache_size = -32768";
+
 /// One service's database handle. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
@@ -245,6 +248,49 @@ impl Db {
     }
 }
 
+/// Most parameters one multi-row statement binds on SQLite (its limit is 32,766).
+pub const SQLITE_PARAMS_PER_STATEMENT: usize = 8_192;
+
+/// How many rows of `params_per_row` parameters a full multi-row statement carries on SQLite.
+pub fn sqlite_rows_per_statement(params_per_row: usize) -> usize {
+    (SQLITE_PARAMS_PER_STATEMENT / params_per_row.max(1)).max(1)
+}
+
+/// How `rows` rows of `params_per_row` parameters are split into multi-row statements on
+/// SQLite: full statements of [`sqlite_rows_per_statement`] rows, then the rest in powers of
+/// two, so that only a few distinct statements are ever prepared (and stay in the connection's
+/// statement cache).
+pub fn sqlite_statement_sizes(rows: usize, params_per_row: usize) -> impl Iterator<Item = usize> {
+    let per_statement = sqlite_rows_per_statement(params_per_row);
+    let rest = rows % per_statement;
+    std::iter::repeat_n(per_statement, rows / per_statement).chain(
+        (0..usize::BITS)
+            .rev()
+            .map(|bit| 1usize << bit)
+            .filter(move |size| rest & size != 0),
+    )
+}
+
+/// The `VALUES` list of a multi-row statement for SQLite: `rows` groups of `params_per_row`
+/// anonymous parameters, `(?, ?), (?, ?)`. sqlx binds anonymous parameters in order without
+/// asking SQLite their names, which costs a search through the statement's named parameters
+/// (with `$1` ... `$N`, binding a statement is quadratic in its number of parameters).
+pub fn sqlite_values(rows: usize, params_per_row: usize) -> String {
+    let mut group = String::from("(?");
+    for _ in 1..params_per_row {
+        group.push_str(", ?");
+    }
+    group.push(')');
+    let mut sql = String::with_capacity(rows * (group.len() + 2));
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&group);
+    }
+    sql
+}
+
 async fn open_sqlite(
     settings: &DbSettings,
     dir: &Path,
@@ -259,19 +305,28 @@ async fn open_sqlite(
         SqliteSync::Normal => SQLITE_PRAGMAS_NORMAL,
     };
     let options: AnyConnectOptions = url.parse().context("failed to parse the SQLite path")?;
-    let pool = |max: u32| {
+    let pool = |max: u32, writer: bool| {
         AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(settings.acquire_timeout)
             .after_connect(move |conn, _| {
-                Box::pin(async move { conn.execute(pragmas).await.map(|_| ()) })
+                Box::pin(async move {
+                    conn.execute(pragmas).await?;
+                    if writer {
+                        conn.execute(WRITER_CACHE_PRAGMA).await?;
+                    }
+                    Ok(())
+                })
             })
             .connect_with(options.clone())
     };
-    let writer = pool(1)
+    // The writer's page cache holds a whole batch's dirty pages (an import writes up to about
+    // 10 MB per transaction): with the default 2 MB SQLite spills them to the log before the
+    // commit and writes many of them twice.
+    let writer = pool(1, true)
         .await
         .with_context(|| format!("failed to open {}", path.display()))?;
-    let reader = pool(settings.max_connections.max(1))
+    let reader = pool(settings.max_connections.max(1), false)
         .await
         .with_context(|| format!("failed to open {}", path.display()))?;
     Ok(Db::from_parts(service, Backend::Sqlite, writer, reader))
@@ -312,4 +367,29 @@ async fn open_postgres(
         pool.clone(),
         pool,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_statements_cover_every_row_with_few_distinct_sizes() {
+        let full = sqlite_rows_per_statement(14);
+        assert_eq!(full, SQLITE_PARAMS_PER_STATEMENT / 14);
+        for rows in [0, 1, 2, 3, full - 1, full, full + 1, 5_000, 10_000] {
+            let sizes: Vec<usize> = sqlite_statement_sizes(rows, 14).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), rows);
+            assert!(sizes
+                .iter()
+                .all(|&s| s == full || (s.is_power_of_two() && s < full)));
+        }
+        assert_eq!(sqlite_rows_per_statement(100_000), 1);
+    }
+
+    #[test]
+    fn sqlite_values_has_one_anonymous_parameter_per_value() {
+        assert_eq!(sqlite_values(1, 1), "(?)");
+        assert_eq!(sqlite_values(2, 3), "(?, ?, ?), (?, ?, ?)");
+    }
 }

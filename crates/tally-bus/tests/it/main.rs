@@ -427,3 +427,50 @@ async fn an_unreadable_event_goes_to_the_dead_letters_instead_of_blocking(backen
     ));
 }
 both_backends!(an_unreadable_event_goes_to_the_dead_letters_instead_of_blocking);
+
+/// Large appends (more rows than one statement carries) and a sequencer that numbers more than
+/// one round's worth: every event once, positions 1..=n in the order the rows were written, the
+/// envelopes exactly as serialized, and the head at n; two sequencers racing leave no gap.
+async fn large_appends_are_numbered_gap_free_in_written_order(backend: TestBackend) {
+    let Some(loc) = TestLocation::new(backend).await else {
+        return;
+    };
+    let db = open(&loc, "source").await;
+    let big = outbox::SEQUENCE_BATCH as u32 + 2_345;
+    let mut written = Vec::new();
+    for (from, n) in [(0, 3u32), (3, big), (3 + big, 1)] {
+        let events: Vec<_> = (from..from + n).map(|i| event(i, false)).collect();
+        publish(&db, &events).await;
+        written.extend(events);
+    }
+    if backend == TestBackend::Postgres {
+        assert_eq!(
+            outbox::unsequenced(&db).await.unwrap(),
+            written.len() as i64
+        );
+        let (a, b) = tokio::join!(outbox::sequence_pending(&db), outbox::sequence_pending(&db));
+        let first_round = a.unwrap() + b.unwrap();
+        assert!(first_round <= 2 * outbox::SEQUENCE_BATCH as u64);
+        sequence_all(&db).await;
+        assert_eq!(outbox::unsequenced(&db).await.unwrap(), 0);
+    }
+    let log = tally_bus::log::read_after(&db, 0, written.len() as i64 + 10)
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = log.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=written.len() as i64).collect::<Vec<_>>());
+    let read: Vec<&Envelope> = log.iter().map(|e| e.envelope.as_ref().unwrap()).collect();
+    // The order the rows were written in: by time, then id.
+    let mut expected: Vec<&Envelope> = written.iter().collect();
+    expected.sort_by_key(|e| (tally_kernel::time::to_db(e.occurred_at), e.id));
+    assert_eq!(read, expected);
+    for (entry, envelope) in log.iter().zip(&expected) {
+        assert_eq!(entry.raw, serde_json::to_string(envelope).unwrap());
+        assert_eq!(entry.topic, envelope.event_type);
+    }
+    assert_eq!(
+        tally_bus::log::head(&db).await.unwrap(),
+        written.len() as i64
+    );
+}
+both_backends!(large_appends_are_numbered_gap_free_in_written_order);
