@@ -328,3 +328,160 @@ async fn a_batch_of_many_statements_is_stored_whole(backend: TestBackend) {
     assert_eq!(count(&f.db, "claims").await, 123);
 }
 both_backends!(a_batch_of_many_statements_is_stored_whole);
+
+/// A full batch (more rows than any one statement carries on either backend, so that full and
+/// partial statements both run) with text that needs escaping, unicode and absent quadrants:
+/// every value is stored exactly, and the outbox holds one event per claim with gap-free
+/// positions in the order of the claims.
+async fn a_full_batch_with_awkward_text_round_trips_exactly(backend: TestBackend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let groups = ["G'1\"x\\y", "Ünïcødé ✓ 😀", "a;b--c, \"d\"", "plain"];
+    let make = |n: usize, offset: usize| -> Vec<_> {
+        (offset..offset + n)
+            .map(|i| {
+                let mut row = claim_json(&npi(500_000_000 + (i % 37) as u32), i as i64 % 900 - 300);
+                row["plan_group_number"] = groups[i % groups.len()].into();
+                row["subscriber_number"] = format!("S\\u{{}}'\"{i}").into();
+                match i % 3 {
+                    0 => {}
+                    1 => row["quadrant"] = "UR".into(),
+                    _ => row["quadrant"] = "1–3 «x»".into(),
+                }
+                row
+            })
+            .collect()
+    };
+    let full = tally_claims::adapters::store::MAX_BATCH_CLAIMS;
+    let first = store_batch(&f.db, &claims(&make(full, 0)), &meta())
+        .await
+        .unwrap();
+    let second = store_batch(&f.db, &claims(&make(1_001, full)), &meta())
+        .await
+        .unwrap();
+    let accepted: Vec<_> = first.iter().chain(&second).collect();
+    assert_eq!(count(&f.db, "claims").await, accepted.len() as i64);
+
+    let stored: BTreeMap<String, (Option<String>, String, String, i64)> = sqlx::query(
+        "SELECT id, quadrant, plan_group_number, subscriber_number, net_fee_minor FROM claims",
+    )
+    .fetch_all(f.db.reader())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
+    .collect();
+    assert_eq!(stored.len(), accepted.len());
+    for a in &accepted {
+        let c = &a.claim;
+        let expected = (
+            c.quadrant().map(str::to_owned),
+            c.plan_group_number().to_owned(),
+            c.subscriber_number().to_owned(),
+            a.net_fee.amount_minor,
+        );
+        assert_eq!(stored[&a.id.to_string()], expected);
+    }
+    assert!(stored.values().any(|v| v.0.is_none()));
+    assert!(stored.values().any(|v| v.1 == "Ünïcødé ✓ 😀"));
+    assert_eq!(
+        sqlx::query("SELECT provider_npi, total_net_fee_minor, claim_count FROM provider_totals")
+            .fetch_all(f.db.reader())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect::<BTreeMap<String, (i64, i64)>>(),
+        sums_from_claims(&f.db).await
+    );
+
+    if backend == TestBackend::Postgres {
+        while tally_bus::outbox::sequence_pending(&f.db).await.unwrap() > 0 {}
+    }
+    let log: Vec<(i64, String, String)> =
+        sqlx::query("SELECT seq, partition_key, envelope FROM outbox ORDER BY seq")
+            .fetch_all(f.db.reader())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+    assert_eq!(log.len(), accepted.len());
+    let positions: Vec<i64> = log.iter().map(|(seq, _, _)| *seq).collect();
+    assert_eq!(positions, (1..=accepted.len() as i64).collect::<Vec<_>>());
+    for ((_, key, envelope), a) in log.iter().zip(&accepted) {
+        // One event per claim, in the order of the claims (on PostgreSQL too: one batch's
+        // events share their time and their ids grow).
+        assert_eq!(key, &a.id.to_string());
+        let envelope: Envelope = serde_json::from_str(envelope).unwrap();
+        assert_eq!(envelope.aggregate_id, a.id.to_string());
+        assert_eq!(envelope.data["claim_id"], a.id.to_string());
+        assert_eq!(envelope.data["net_fee_minor"], a.net_fee.amount_minor);
+        assert_eq!(
+            envelope.data["quadrant"],
+            serde_json::to_value(a.claim.quadrant()).unwrap()
+        );
+    }
+    let head: i64 = sqlx::query("SELECT last_seq FROM log_head WHERE id = 1")
+        .fetch_one(f.db.reader())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(head, accepted.len() as i64);
+}
+both_backends!(a_full_batch_with_awkward_text_round_trips_exactly);
+
+/// A batch stored after its turn: refused, it stores nothing (no claim, total, event or log
+/// position); on PostgreSQL a batch written while an earlier one commits becomes visible only
+/// once its turn comes, and then whole.
+async fn a_batch_commits_only_in_its_turn(backend: TestBackend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let rows = |n: u32| -> Vec<_> {
+        (0..n)
+            .map(|i| claim_json(&npi(600_000_000 + i % 3), 100))
+            .collect()
+    };
+    let refused = tally_claims::prepare_batch(&f.db, &claims(&rows(40)), &meta()).unwrap();
+    assert!(
+        tally_claims::store_prepared_after(&f.db, refused, std::future::ready(false))
+            .await
+            .is_err()
+    );
+    for table in ["claims", "provider_totals", "outbox"] {
+        assert_eq!(count(&f.db, table).await, 0, "{table}");
+    }
+    assert_eq!(tally_bus::log::head(&f.db).await.unwrap(), 0);
+    if backend != TestBackend::Postgres {
+        return;
+    }
+    let later = tally_claims::prepare_batch(&f.db, &claims(&rows(30)), &meta()).unwrap();
+    let (go, turn) = tokio::sync::oneshot::channel::<bool>();
+    let db = f.db.clone();
+    let waiting = tokio::spawn(async move {
+        tally_claims::store_prepared_after(&db, later, async move { turn.await.unwrap() }).await
+    });
+    store_batch(&f.db, &claims(&rows(20)), &meta())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished());
+    assert_eq!(count(&f.db, "claims").await, 20);
+    assert_eq!(count(&f.db, "outbox").await, 20);
+    go.send(true).unwrap();
+    assert_eq!(waiting.await.unwrap().unwrap().len(), 30);
+    assert_eq!(count(&f.db, "claims").await, 50);
+    assert_eq!(count(&f.db, "outbox").await, 50);
+    let aggregate: BTreeMap<String, (i64, i64)> =
+        sqlx::query("SELECT provider_npi, total_net_fee_minor, claim_count FROM provider_totals")
+            .fetch_all(f.db.reader())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect();
+    assert_eq!(aggregate, sums_from_claims(&f.db).await);
+}
+both_backends!(a_batch_commits_only_in_its_turn);
