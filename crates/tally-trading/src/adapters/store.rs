@@ -631,21 +631,6 @@ impl Store {
 
     // Reads: no transaction.
 
-    /// The reply of a request, once decided.
-    pub async fn reply_of(&self, request_id: &str) -> Result<Option<Value>, sqlx::Error> {
-        let row = sqlx::query("SELECT reply FROM requests WHERE id = $1")
-            .bind(request_id)
-            .fetch_optional(self.db.reader())
-            .await?;
-        match row {
-            Some(row) => row
-                .try_get::<Option<String>, _>(0)?
-                .map(|text| parse_reply(&text))
-                .transpose(),
-            None => Ok(None),
-        }
-    }
-
     /// The replies among `request_ids` that are decided.
     pub async fn replies_of(
         &self,

@@ -1279,3 +1279,34 @@ pub fn assert_reported_balances(
         }
     }
 }
+
+/// Runs `tally` on the server's databases and returns its standard output.
+pub fn tally(server: &TestServer, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(server.db_args())
+        .args(args)
+        .output()
+        .expect("failed to run tally");
+    assert!(
+        output.status.success(),
+        "tally {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("tally prints UTF-8")
+}
+
+/// A new token with `scopes`: (id, token text).
+pub fn create_token(server: &TestServer, scopes: &str) -> (String, String) {
+    let text = tally(
+        server,
+        &["token", "create", "--name", "test", "--scopes", scopes],
+    )
+    .trim()
+    .to_owned();
+    let id = text
+        .split('_')
+        .nth(1)
+        .expect("tally_<id>_<secret>")
+        .to_owned();
+    (id, text)
+}

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as Frame};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::support::{eventually, Backend, TestServer};
+use crate::support::{create_token, eventually, tally, Backend, TestServer};
 
 /// How long a reply may take before the test fails.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -147,29 +147,6 @@ impl Ws {
         }
         replies
     }
-}
-
-fn tally(server: &TestServer, args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(server.db_args())
-        .args(args)
-        .output()
-        .expect("failed to run tally");
-    assert!(
-        output.status.success(),
-        "tally {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("tally prints UTF-8")
-}
-
-fn create_token(server: &TestServer, scopes: &str) -> String {
-    tally(
-        server,
-        &["token", "create", "--name", "trader", "--scopes", scopes],
-    )
-    .trim()
-    .to_owned()
 }
 
 async fn add_user(ws: &mut Ws, id: &str, deposit: &str) -> i64 {
@@ -488,14 +465,14 @@ async fn websocket_security(backend: Backend) {
         refused_status(try_connect(&server, Some("tally_nope_nope")).await),
         401
     );
-    let wallets_only = create_token(&server, "wallets:read,wallets:write");
+    let (_, wallets_only) = create_token(&server, "wallets:read,wallets:write");
     assert_eq!(
         refused_status(try_connect(&server, Some(&wallets_only)).await),
         403
     );
 
     // A trading:read token connects, but each message needs its own scope.
-    let reader = create_token(&server, "trading:read");
+    let (_, reader) = create_token(&server, "trading:read");
     let mut ws = connect(&server, &reader).await;
     ws.error(
         json!({"id": "1", "type": "BUY", "user_id": 1, "symbol": "ACME", "price": "1", "amount": "1"}),
@@ -509,7 +486,7 @@ async fn websocket_security(backend: Backend) {
     .await;
 
     // Browsers offer the token as a subprotocol.
-    let trader = create_token(
+    let (trader_id, trader) = create_token(
         &server,
         "trading:read,trading:write,wallets:read,wallets:write",
     );
@@ -562,12 +539,8 @@ async fn websocket_security(backend: Backend) {
 
     // A token revoked while its connection is open stops working, and the connection closes.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let id = trader
-        .split('_')
-        .nth(1)
-        .expect("tally_<id>_<secret>")
-        .to_owned();
-    tally(&server, &["token", "revoke", &id]);
+
+    tally(&server, &["token", "revoke", &trader_id]);
     browser
         .send(&json!({"id": "after", "type": "USER_INFO", "user_id": user}))
         .await;
