@@ -11,7 +11,9 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod log;
 pub mod outbox;
+mod packed;
 pub mod runtime;
 
 pub use consumer::{Consumer, Handler, HandlerError};
+pub use packed::PACKED_EVENTS;
 pub use runtime::{BusSettings, EmbeddedBus};

@@ -4,6 +4,8 @@ use sqlx::Row as _;
 use tally_db::Db;
 use tally_kernel::Envelope;
 
+use crate::packed;
+
 /// One event at its position in a log. An entry whose stored text is not a valid envelope is
 /// still returned (with the parse error), so that a consumer can park it in its dead letters
 /// instead of stopping there.
@@ -16,29 +18,80 @@ pub struct LogEntry {
     pub envelope: Result<Envelope, String>,
 }
 
-/// Up to `limit` events after position `after`, in order.
+/// Up to `limit` events after position `after`, in order. Packed rows are expanded: each of
+/// their events is an entry at its own position.
 pub async fn read_after(db: &Db, after: i64, limit: i64) -> Result<Vec<LogEntry>, sqlx::Error> {
+    // From the row holding position `after` (a packed row may hold positions past it too), then
+    // the rows after it: each found by one probe of the `seq` index.
     let rows = sqlx::query(
-        "SELECT seq, id, topic, envelope FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
+        "SELECT seq, entries, id, topic, envelope FROM outbox \
+         WHERE seq >= COALESCE((SELECT MAX(seq) FROM outbox WHERE seq <= $1), 0) \
+         ORDER BY seq LIMIT $2",
     )
     .bind(after)
-    .bind(limit)
+    .bind(limit.saturating_add(1))
     .fetch_all(db.reader())
     .await?;
-    rows.into_iter()
-        .map(|row| {
-            let raw: String = row.try_get(3)?;
-            let envelope =
-                serde_json::from_str(&raw).map_err(|e| format!("not a valid envelope: {e}"));
-            Ok(LogEntry {
-                seq: row.try_get(0)?,
-                id: row.try_get(1)?,
-                topic: row.try_get(2)?,
-                raw,
-                envelope,
-            })
-        })
-        .collect()
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let mut entries = Vec::new();
+    for row in rows {
+        if entries.len() >= limit {
+            break;
+        }
+        let seq: i64 = row.try_get(0)?;
+        let count: i64 = row.try_get(1)?;
+        let id: String = row.try_get(2)?;
+        let topic: String = row.try_get(3)?;
+        let raw: String = row.try_get(4)?;
+        if count <= 1 {
+            if seq > after {
+                let envelope =
+                    serde_json::from_str(&raw).map_err(|e| format!("not a valid envelope: {e}"));
+                entries.push(LogEntry {
+                    seq,
+                    id,
+                    topic,
+                    raw,
+                    envelope,
+                });
+            }
+            continue;
+        }
+        let wanted = |position: i64| position > after;
+        match packed::decode(&raw, count as usize) {
+            Ok(events) => {
+                for (position, event) in (seq..).zip(events) {
+                    if !wanted(position) || entries.len() >= limit {
+                        continue;
+                    }
+                    let raw = serde_json::to_string(&event).unwrap_or_default();
+                    entries.push(LogEntry {
+                        seq: position,
+                        id: event.id.to_string(),
+                        topic: topic.clone(),
+                        raw,
+                        envelope: Ok(event),
+                    });
+                }
+            }
+            // Every position of a row that cannot be read is an entry that says so, so that a
+            // consumer parks each of them instead of stopping there.
+            Err(error) => {
+                for (i, position) in (seq..seq + count).enumerate() {
+                    if wanted(position) && entries.len() < limit {
+                        entries.push(LogEntry {
+                            seq: position,
+                            id: format!("{id}/{i}"),
+                            topic: topic.clone(),
+                            raw: raw.clone(),
+                            envelope: Err(error.clone()),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(entries)
 }
 
 /// The last position handed out in the log (0 when empty).

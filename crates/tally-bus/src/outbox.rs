@@ -7,6 +7,8 @@ use tally_db::{Backend, Db, WriteTx};
 use tally_kernel::event::DomainEvent;
 use tally_kernel::{Envelope, EventMeta};
 
+use crate::packed;
+
 /// Writes `events` to the outbox of `db` inside `tx`. They become visible to consumers when `tx`
 /// commits, and never otherwise.
 ///
@@ -35,9 +37,9 @@ pub async fn publish<E: DomainEvent>(
 /// batch while the previous one is written); [`Prepared::append`] then writes the rows.
 pub struct Prepared {
     backend: Backend,
-    /// SQLite: one row per event.
+    /// SQLite, and packed rows on PostgreSQL: one row per event or per packed run.
     rows: Vec<Row>,
-    /// PostgreSQL: JSON arrays of rows, one per statement.
+    /// PostgreSQL, one row per event: JSON arrays of rows, one per statement.
     chunks: Vec<String>,
 }
 
@@ -48,9 +50,24 @@ struct Row {
     partition_key: String,
     envelope: String,
     created_at: String,
+    /// How many events the row holds (more than one only when packed).
+    entries: i64,
 }
 
-/// Serializes `events` for the outbox of `db`; see [`Prepared`].
+impl Row {
+    fn single(event: &Envelope) -> Result<Row, sqlx::Error> {
+        Ok(Row {
+            id: event.id.to_string(),
+            topic: event.event_type.clone(),
+            partition_key: event.aggregate_id.clone(),
+            envelope: serde_json::to_string(event).map_err(encode_error)?,
+            created_at: tally_kernel::time::to_db(event.occurred_at),
+            entries: 1,
+        })
+    }
+}
+
+/// Serializes `events` for the outbox of `db`, one row per event; see [`Prepared`].
 pub fn prepare(db: &Db, events: &[Envelope]) -> Result<Prepared, sqlx::Error> {
     let backend = db.backend();
     let mut prepared = Prepared {
@@ -62,13 +79,7 @@ pub fn prepare(db: &Db, events: &[Envelope]) -> Result<Prepared, sqlx::Error> {
         Backend::Sqlite => {
             prepared.rows.reserve_exact(events.len());
             for event in events {
-                prepared.rows.push(Row {
-                    id: event.id.to_string(),
-                    topic: event.event_type.clone(),
-                    partition_key: event.aggregate_id.clone(),
-                    envelope: serde_json::to_string(event).map_err(encode_error)?,
-                    created_at: tally_kernel::time::to_db(event.occurred_at),
-                });
+                prepared.rows.push(Row::single(event)?);
             }
         }
         Backend::Postgres => {
@@ -102,6 +113,38 @@ pub fn prepare(db: &Db, events: &[Envelope]) -> Result<Prepared, sqlx::Error> {
     Ok(prepared)
 }
 
+/// Serializes `events` for the outbox of `db` with runs of events that share their type, source,
+/// time and cause packed into one row each (see [`crate::PACKED_EVENTS`]): for bulk writes. The
+/// log reader expands packed rows, so consumers see the same events either way, one per
+/// position.
+pub fn prepare_packed(db: &Db, events: &[Envelope]) -> Result<Prepared, sqlx::Error> {
+    let mut rows = Vec::new();
+    let mut text = Vec::new();
+    for run in packed::runs(events) {
+        if run.len() == 1 {
+            rows.push(Row::single(&run[0])?);
+            continue;
+        }
+        text.clear();
+        packed::encode(run, &mut text).map_err(encode_error)?;
+        let first = &run[0];
+        rows.push(Row {
+            // The row's own id; each event keeps its id inside.
+            id: tally_kernel::id::new_v7().to_string(),
+            topic: first.event_type.clone(),
+            partition_key: first.aggregate_id.clone(),
+            envelope: String::from_utf8(text.clone()).map_err(encode_error)?,
+            created_at: tally_kernel::time::to_db(first.occurred_at),
+            entries: run.len() as i64,
+        });
+    }
+    Ok(Prepared {
+        backend: db.backend(),
+        rows,
+        chunks: Vec::new(),
+    })
+}
+
 /// [`prepare`] for the envelopes of `events` published by `source` as `meta` says, stamped with
 /// one time.
 pub fn prepare_publish<E: DomainEvent>(
@@ -118,13 +161,29 @@ pub fn prepare_publish<E: DomainEvent>(
     prepare(db, &envelopes)
 }
 
+/// [`prepare_packed`] for the envelopes of `events` published by `source` as `meta` says,
+/// stamped with one time (so that they pack).
+pub fn prepare_publish_packed<E: DomainEvent>(
+    db: &Db,
+    source: &str,
+    meta: &EventMeta,
+    events: &[E],
+) -> Result<Prepared, sqlx::Error> {
+    let now = tally_kernel::time::now();
+    let envelopes: Vec<Envelope> = events
+        .iter()
+        .map(|e| e.to_envelope(source, meta, now))
+        .collect();
+    prepare_packed(db, &envelopes)
+}
+
 impl Prepared {
     /// Writes the rows inside `tx` (see [`append`]). The same prepared events may be appended
     /// again in a new transaction after this one rolled back.
     pub async fn append(&self, tx: &mut WriteTx) -> Result<(), sqlx::Error> {
         match self.backend {
             Backend::Sqlite if !self.rows.is_empty() => {
-                let count = self.rows.len() as i64;
+                let count: i64 = self.rows.iter().map(|r| r.entries).sum();
                 let last: i64 = sqlx::query(
                     "UPDATE log_head SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq",
                 )
@@ -142,7 +201,7 @@ impl Prepared {
                         .execute(&mut **tx)
                         .await?;
                 }
-                Ok(())
+                append_postgres_rows(tx, &self.rows).await
             }
         }
     }
@@ -151,8 +210,9 @@ impl Prepared {
 /// The multi-row `INSERT` of `rows` outbox rows on SQLite.
 fn insert_rows_sqlite(rows: usize) -> String {
     format!(
-        "INSERT INTO outbox (id, seq, topic, partition_key, envelope, created_at) VALUES {}",
-        tally_db::sqlite_values(rows, 6)
+        "INSERT INTO outbox (id, seq, topic, partition_key, envelope, created_at, entries) \
+         VALUES {}",
+        tally_db::sqlite_values(rows, 7)
     )
 }
 
@@ -160,10 +220,10 @@ fn insert_rows_sqlite(rows: usize) -> String {
 /// `first_seq` on.
 async fn append_sqlite(tx: &mut WriteTx, rows: &[Row], first_seq: i64) -> Result<(), sqlx::Error> {
     static FULL: LazyLock<(usize, String)> = LazyLock::new(|| {
-        let rows = tally_db::sqlite_rows_per_statement(6);
+        let rows = tally_db::sqlite_rows_per_statement(7);
         (rows, insert_rows_sqlite(rows))
     });
-    let sizes: Vec<usize> = tally_db::sqlite_statement_sizes(rows.len(), 6).collect();
+    let sizes: Vec<usize> = tally_db::sqlite_statement_sizes(rows.len(), 7).collect();
     let mut rows = rows.iter();
     let mut seq = first_seq;
     for size in sizes {
@@ -182,8 +242,47 @@ async fn append_sqlite(tx: &mut WriteTx, rows: &[Row], first_seq: i64) -> Result
                 .bind(row.topic.as_str())
                 .bind(row.partition_key.as_str())
                 .bind(row.envelope.as_str())
-                .bind(row.created_at.as_str());
-            seq += 1;
+                .bind(row.created_at.as_str())
+                .bind(row.entries);
+            seq += row.entries;
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL: rows written with their own parameters (packed rows: few, each large), left
+/// unsequenced.
+async fn append_postgres_rows(tx: &mut WriteTx, rows: &[Row]) -> Result<(), sqlx::Error> {
+    const PER_STATEMENT: usize = 100;
+    for chunk in rows.chunks(PER_STATEMENT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = i * 6;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO outbox (id, topic, partition_key, envelope, created_at, entries) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            query = query
+                .bind(row.id.as_str())
+                .bind(row.topic.as_str())
+                .bind(row.partition_key.as_str())
+                .bind(row.envelope.as_str())
+                .bind(row.created_at.as_str())
+                .bind(row.entries);
         }
         query.execute(&mut **tx).await?;
     }
@@ -210,8 +309,13 @@ pub const SEQUENCE_BATCH: i64 = 1_000;
 
 /// Numbers committed but unsequenced outbox rows (PostgreSQL), in the order they were written
 /// (`created_at`, then `id`), with one set-based `UPDATE`. Locking `log_head` makes sequencers of
-/// several processes take turns. Returns how many rows were numbered.
+/// several processes take turns. Returns how many rows were numbered (0 on SQLite, whose rows
+/// are numbered when written).
 pub async fn sequence_pending(db: &Db) -> Result<u64, sqlx::Error> {
+    if db.backend() == Backend::Sqlite {
+        // SQLite rows are numbered when written.
+        return Ok(0);
+    }
     let mut tx = db.begin_write().await?;
     // Locks the head (on PostgreSQL the row lock is held until the end of the transaction).
     let head: i64 =
@@ -219,34 +323,39 @@ pub async fn sequence_pending(db: &Db) -> Result<u64, sqlx::Error> {
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
-    // Positions head + 1, head + 2, ... in (created_at, id) order: row_number() counts from 1
-    // without gaps, and each chosen row is updated once (ids are unique).
+    // In (created_at, id) order, each row takes the positions after the ones before it: a row of
+    // n entries (packed) takes n of them. The running sum counts without gaps, and each chosen
+    // row is updated once (ids are unique). The oldest rows are chosen first, then numbered.
     let numbered = sqlx::query(
-        "UPDATE outbox SET seq = $1 + pending.n FROM (\
-         SELECT id, row_number() OVER (ORDER BY created_at, id) AS n FROM outbox \
-         WHERE seq IS NULL ORDER BY created_at, id LIMIT $2) AS pending \
-         WHERE outbox.id = pending.id",
+        "WITH pending AS (\
+           SELECT id, entries, SUM(entries) OVER (ORDER BY created_at, id) AS upto FROM (\
+             SELECT id, entries, created_at FROM outbox WHERE seq IS NULL \
+             ORDER BY created_at, id LIMIT $2) AS oldest), \
+         numbered AS (\
+           UPDATE outbox SET seq = $1 + pending.upto - pending.entries + 1 FROM pending \
+           WHERE outbox.id = pending.id RETURNING outbox.entries) \
+         SELECT COUNT(*), CAST(COALESCE(SUM(entries), 0) AS BIGINT) FROM numbered",
     )
     .bind(head)
     .bind(SEQUENCE_BATCH)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    .fetch_one(&mut *tx)
+    .await?;
+    let (numbered, positions): (i64, i64) = (numbered.try_get(0)?, numbered.try_get(1)?);
     if numbered == 0 {
         tx.rollback().await?;
         return Ok(0);
     }
     sqlx::query("UPDATE log_head SET last_seq = $1 WHERE id = 1")
-        .bind(head + numbered as i64)
+        .bind(head + positions)
         .execute(&mut *tx)
         .await?;
     db.commit(tx).await?;
-    Ok(numbered)
+    Ok(numbered as u64)
 }
 
 /// How many committed events still wait for a position (always 0 on SQLite).
 pub async fn unsequenced(db: &Db) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT COUNT(*) FROM outbox WHERE seq IS NULL")
+    sqlx::query("SELECT CAST(COALESCE(SUM(entries), 0) AS BIGINT) FROM outbox WHERE seq IS NULL")
         .fetch_one(db.reader())
         .await?
         .try_get(0)

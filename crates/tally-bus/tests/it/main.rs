@@ -474,3 +474,133 @@ async fn large_appends_are_numbered_gap_free_in_written_order(backend: TestBacke
     );
 }
 both_backends!(large_appends_are_numbered_gap_free_in_written_order);
+
+/// `n` notes from `from` on that share their time and cause, so that they pack.
+fn run_of(from: u32, n: u32) -> Vec<Envelope> {
+    let meta = EventMeta::from_request("bulk");
+    let now = tally_kernel::time::now();
+    (from..from + n)
+        .map(|i| Note(i, false).to_envelope("source", &meta, now))
+        .collect()
+}
+
+async fn publish_packed(db: &Db, events: &[Envelope]) {
+    let mut tx = db.begin_write().await.unwrap();
+    outbox::prepare_packed(db, events)
+        .unwrap()
+        .append(&mut tx)
+        .await
+        .unwrap();
+    db.commit(tx).await.unwrap();
+}
+
+/// Packed rows between single ones: the log reads one event per position, gap-free, from any
+/// position with any page size, and a consumer starting in the middle of a packed row applies
+/// exactly the events after its position.
+async fn packed_rows_read_as_one_event_per_position(backend: TestBackend) {
+    let Some(Fixture {
+        _loc,
+        source,
+        sink,
+        counter,
+        consumer,
+    }) = fixture(backend).await
+    else {
+        return;
+    };
+    let mut written = Vec::new();
+    for events in [
+        vec![event(0, false)],
+        run_of(1, 600),
+        vec![event(601, false)],
+        run_of(602, 2),
+    ] {
+        if events.len() == 1 {
+            publish(&source, &events).await;
+        } else {
+            publish_packed(&source, &events).await;
+        }
+        written.extend(events);
+    }
+    let n = written.len() as i64;
+    let rows: i64 = sqlx::query("SELECT COUNT(*) FROM outbox")
+        .fetch_one(source.reader())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        rows,
+        1 + 3 + 1 + 1,
+        "600 events take three rows, two take one"
+    );
+    if backend == TestBackend::Postgres {
+        assert_eq!(outbox::unsequenced(&source).await.unwrap(), n);
+    }
+    sequence_all(&source).await;
+    assert_eq!(tally_bus::log::head(&source).await.unwrap(), n);
+
+    let log = tally_bus::log::read_after(&source, 0, n + 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        log.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=n).collect::<Vec<_>>()
+    );
+    for (entry, event) in log.iter().zip(&written) {
+        assert_eq!(entry.envelope.as_ref().unwrap(), event);
+        assert_eq!(entry.id, event.id.to_string());
+        assert_eq!(entry.raw, serde_json::to_string(event).unwrap());
+    }
+    for after in 0..=n {
+        for limit in [1, 7, 300] {
+            let page = tally_bus::log::read_after(&source, after, limit)
+                .await
+                .unwrap();
+            let expected: Vec<i64> = (after + 1..=n).take(limit as usize).collect();
+            assert_eq!(
+                page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                expected,
+                "after {after}, {limit} at most"
+            );
+        }
+    }
+
+    consumer.save_position("source", 300).await.unwrap();
+    run_until(&source, &consumer, fast(), n).await;
+    assert_eq!(total(&sink).await, n - 300);
+    assert_eq!(counter.calls.load(Ordering::SeqCst) as i64, n - 300);
+}
+both_backends!(packed_rows_read_as_one_event_per_position);
+
+/// A packed row that cannot be read parks each of its events in the dead letters and the
+/// consumer carries on after it.
+async fn an_unreadable_packed_row_parks_each_of_its_events(backend: TestBackend) {
+    let Some(Fixture {
+        _loc,
+        source,
+        sink,
+        consumer,
+        ..
+    }) = fixture(backend).await
+    else {
+        return;
+    };
+    publish_packed(&source, &run_of(0, 3)).await;
+    let mut tx = source.begin_write().await.unwrap();
+    sqlx::query("UPDATE outbox SET envelope = '{not json'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    publish(&source, &[event(3, false)]).await;
+    sequence_all(&source).await;
+
+    run_until(&source, &consumer, fast(), 4).await;
+    assert_eq!(total(&sink).await, 1, "the readable event was applied");
+    let dead = dead_letter::list(&sink, false).await.unwrap();
+    assert_eq!(dead.len(), 3);
+    assert!(dead
+        .iter()
+        .all(|d| d.error.contains("not a valid packed row")));
+}
+both_backends!(an_unreadable_packed_row_parks_each_of_its_events);
