@@ -204,14 +204,15 @@ pub async fn store_batch(
     store_prepared(db, prepare_batch(db, claims, meta)?).await
 }
 
-/// The `claim.accepted` events of `claims`, serialized for the outbox.
+/// The `claim.accepted` events of `claims`, serialized for the outbox, packed: a batch's events
+/// share their type, time and cause, so up to [`tally_bus::PACKED_EVENTS`] of them take one row.
 fn prepare_events(
     db: &Db,
     claims: &[AcceptedClaim],
     meta: &EventMeta,
 ) -> Result<outbox::Prepared, sqlx::Error> {
     let events: Vec<_> = claims.iter().map(AcceptedClaim::event).collect();
-    outbox::prepare_publish(db, SERVICE, meta, &events)
+    outbox::prepare_publish_packed(db, SERVICE, meta, &events)
 }
 
 /// Writes the claims, their events and their providers' totals inside `tx`.

@@ -88,6 +88,16 @@ pub async fn count(db: &Db, table: &str) -> i64 {
         .unwrap()
 }
 
+/// How many events the outbox holds, committed, sequenced or not (a packed row holds several).
+pub async fn outbox_events(db: &Db) -> i64 {
+    sqlx::query("SELECT CAST(COALESCE(SUM(entries), 0) AS BIGINT) FROM outbox")
+        .fetch_one(db.reader())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
+}
+
 /// The service's routes on `db`.
 pub fn app(db: &Db, rate: TopProvidersRate) -> axum::Router {
     tally_claims::router(Claims::new(db.clone(), rate))

@@ -10,7 +10,7 @@ use tally_db::testing::TestBackend;
 use tally_db::{both_backends, Backend, Db};
 use tally_kernel::{Currency, Envelope, EventMeta, Money};
 
-use crate::{app, claim_json, claims, count, fixture, npi, post_json, send};
+use crate::{app, claim_json, claims, count, fixture, npi, outbox_events, post_json, send};
 
 fn meta() -> EventMeta {
     EventMeta::from_request("test-import")
@@ -30,16 +30,21 @@ async fn sums_from_claims(db: &Db) -> BTreeMap<String, (i64, i64)> {
     .collect()
 }
 
+/// The service's log as its consumers read it: packed rows expanded, one entry per position
+/// (sequenced first on PostgreSQL).
+async fn log(db: &Db) -> Vec<tally_bus::log::LogEntry> {
+    while tally_bus::outbox::sequence_pending(db).await.unwrap() > 0 {}
+    tally_bus::log::read_after(db, 0, 1_000_000).await.unwrap()
+}
+
 async fn outbox(db: &Db) -> Vec<Envelope> {
-    sqlx::query("SELECT topic, envelope FROM outbox ORDER BY created_at, id")
-        .fetch_all(db.reader())
+    log(db)
         .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let topic: String = r.get(0);
-            let envelope: Envelope = serde_json::from_str(&r.get::<String, _>(1)).unwrap();
-            assert_eq!(topic, envelope.event_type);
+        .into_iter()
+        .map(|entry| {
+            let envelope = entry.envelope.unwrap();
+            assert_eq!(entry.topic, envelope.event_type);
+            assert_eq!(entry.id, envelope.id.to_string());
             envelope
         })
         .collect()
@@ -311,7 +316,7 @@ async fn a_batch_of_many_statements_is_stored_whole(backend: TestBackend) {
     let accepted = store_batch(&f.db, &claims(&rows), &meta()).await.unwrap();
     assert_eq!(accepted.len(), 123);
     assert_eq!(count(&f.db, "claims").await, 123);
-    assert_eq!(count(&f.db, "outbox").await, 123);
+    assert_eq!(outbox_events(&f.db).await, 123);
     let aggregate: BTreeMap<String, (i64, i64)> =
         sqlx::query("SELECT provider_npi, total_net_fee_minor, claim_count FROM provider_totals")
             .fetch_all(f.db.reader())
@@ -396,25 +401,21 @@ async fn a_full_batch_with_awkward_text_round_trips_exactly(backend: TestBackend
         sums_from_claims(&f.db).await
     );
 
-    if backend == TestBackend::Postgres {
-        while tally_bus::outbox::sequence_pending(&f.db).await.unwrap() > 0 {}
-    }
-    let log: Vec<(i64, String, String)> =
-        sqlx::query("SELECT seq, partition_key, envelope FROM outbox ORDER BY seq")
-            .fetch_all(f.db.reader())
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect();
+    let log = log(&f.db).await;
     assert_eq!(log.len(), accepted.len());
-    let positions: Vec<i64> = log.iter().map(|(seq, _, _)| *seq).collect();
+    let positions: Vec<i64> = log.iter().map(|entry| entry.seq).collect();
     assert_eq!(positions, (1..=accepted.len() as i64).collect::<Vec<_>>());
-    for ((_, key, envelope), a) in log.iter().zip(&accepted) {
+    // The events are packed: a row per PACKED_EVENTS claims of a batch.
+    let rows = |n: usize| n.div_ceil(tally_bus::PACKED_EVENTS) as i64;
+    assert_eq!(count(&f.db, "outbox").await, rows(full) + rows(1_001));
+    for (entry, a) in log.iter().zip(&accepted) {
         // One event per claim, in the order of the claims (on PostgreSQL too: one batch's
         // events share their time and their ids grow).
-        assert_eq!(key, &a.id.to_string());
-        let envelope: Envelope = serde_json::from_str(envelope).unwrap();
+        let envelope = entry.envelope.as_ref().unwrap();
+        assert_eq!(
+            serde_json::from_str::<Envelope>(&entry.raw).unwrap(),
+            *envelope
+        );
         assert_eq!(envelope.aggregate_id, a.id.to_string());
         assert_eq!(envelope.data["claim_id"], a.id.to_string());
         assert_eq!(envelope.data["net_fee_minor"], a.net_fee.amount_minor);
@@ -469,11 +470,11 @@ async fn a_batch_commits_only_in_its_turn(backend: TestBackend) {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(!waiting.is_finished());
     assert_eq!(count(&f.db, "claims").await, 20);
-    assert_eq!(count(&f.db, "outbox").await, 20);
+    assert_eq!(outbox_events(&f.db).await, 20);
     go.send(true).unwrap();
     assert_eq!(waiting.await.unwrap().unwrap().len(), 30);
     assert_eq!(count(&f.db, "claims").await, 50);
-    assert_eq!(count(&f.db, "outbox").await, 50);
+    assert_eq!(outbox_events(&f.db).await, 50);
     let aggregate: BTreeMap<String, (i64, i64)> =
         sqlx::query("SELECT provider_npi, total_net_fee_minor, claim_count FROM provider_totals")
             .fetch_all(f.db.reader())
