@@ -304,9 +304,14 @@ async fn timed_import(
     let started = Instant::now();
     let result = async {
         let db = Db::open_and_migrate(settings, &tally_claims::SCHEMA).await?;
-        let report =
-            crate::import::import_claims(&db, file, 5_000, &dir.join("rejected.jsonl"), false)
-                .await;
+        let report = crate::import::import_claims(
+            &db,
+            file,
+            crate::import::MAX_BATCH,
+            &dir.join("rejected.jsonl"),
+            false,
+        )
+        .await;
         db.close().await;
         report
     }

@@ -92,7 +92,7 @@ pub enum Command {
         /// The CSV file (any size).
         file: PathBuf,
         /// Claims stored per transaction (at most 10000).
-        #[arg(long, default_value_t = 5_000)]
+        #[arg(long, default_value_t = crate::import::MAX_BATCH)]
         batch_size: usize,
         /// Where rejected rows go (default: FILE.rejected.jsonl).
         #[arg(long)]
