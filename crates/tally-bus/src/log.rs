@@ -61,7 +61,10 @@ pub async fn read_after(db: &Db, after: i64, limit: i64) -> Result<Vec<LogEntry>
         match packed::decode(&raw, count as usize) {
             Ok(events) => {
                 for (position, event) in (seq..).zip(events) {
-                    if !wanted(position) || entries.len() >= limit {
+                    if entries.len() >= limit {
+                        break;
+                    }
+                    if !wanted(position) {
                         continue;
                     }
                     let raw = serde_json::to_string(&event).unwrap_or_default();

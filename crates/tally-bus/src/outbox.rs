@@ -119,13 +119,12 @@ pub fn prepare(db: &Db, events: &[Envelope]) -> Result<Prepared, sqlx::Error> {
 /// position.
 pub fn prepare_packed(db: &Db, events: &[Envelope]) -> Result<Prepared, sqlx::Error> {
     let mut rows = Vec::new();
-    let mut text = Vec::new();
     for run in packed::runs(events) {
         if run.len() == 1 {
             rows.push(Row::single(&run[0])?);
             continue;
         }
-        text.clear();
+        let mut text = Vec::new();
         packed::encode(run, &mut text).map_err(encode_error)?;
         let first = &run[0];
         rows.push(Row {
@@ -133,7 +132,7 @@ pub fn prepare_packed(db: &Db, events: &[Envelope]) -> Result<Prepared, sqlx::Er
             id: tally_kernel::id::new_v7().to_string(),
             topic: first.event_type.clone(),
             partition_key: first.aggregate_id.clone(),
-            envelope: String::from_utf8(text.clone()).map_err(encode_error)?,
+            envelope: String::from_utf8(text).map_err(encode_error)?,
             created_at: tally_kernel::time::to_db(first.occurred_at),
             entries: run.len() as i64,
         });
