@@ -152,12 +152,16 @@ pub fn prepare_publish<E: DomainEvent>(
     meta: &EventMeta,
     events: &[E],
 ) -> Result<Prepared, sqlx::Error> {
+    prepare(db, &envelopes(source, meta, events))
+}
+
+/// The envelopes of `events` published by `source` as `meta` says, stamped with one time.
+fn envelopes<E: DomainEvent>(source: &str, meta: &EventMeta, events: &[E]) -> Vec<Envelope> {
     let now = tally_kernel::time::now();
-    let envelopes: Vec<Envelope> = events
+    events
         .iter()
         .map(|e| e.to_envelope(source, meta, now))
-        .collect();
-    prepare(db, &envelopes)
+        .collect()
 }
 
 /// [`prepare_packed`] for the envelopes of `events` published by `source` as `meta` says,
@@ -168,12 +172,7 @@ pub fn prepare_publish_packed<E: DomainEvent>(
     meta: &EventMeta,
     events: &[E],
 ) -> Result<Prepared, sqlx::Error> {
-    let now = tally_kernel::time::now();
-    let envelopes: Vec<Envelope> = events
-        .iter()
-        .map(|e| e.to_envelope(source, meta, now))
-        .collect();
-    prepare_packed(db, &envelopes)
+    prepare_packed(db, &envelopes(source, meta, events))
 }
 
 impl Prepared {
@@ -257,16 +256,9 @@ async fn append_postgres_rows(tx: &mut WriteTx, rows: &[Row]) -> Result<(), sqlx
     for chunk in rows.chunks(PER_STATEMENT) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
-                let p = i * 6;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6
-                )
+                let params: Vec<String> =
+                    (i * 6 + 1..=i * 6 + 6).map(|p| format!("${p}")).collect();
+                format!("({})", params.join(", "))
             })
             .collect();
         let sql = format!(
