@@ -304,11 +304,14 @@ impl Worker {
             HeaderName::new_from_ascii_str(NOTIFICATION_ID_HEADER),
             id,
         ));
-        smtp.transport
-            .send(email)
-            .await
-            .map(|_| ())
-            .map_err(|e| Failure::retryable(smtp_failure(&e)))
+        smtp.transport.send(email).await.map(|_| ()).map_err(|e| {
+            // A permanent (5xx) reply would come again: the delivery fails now.
+            if e.is_permanent() {
+                Failure::permanent(smtp_failure(&e))
+            } else {
+                Failure::retryable(smtp_failure(&e))
+            }
+        })
     }
 }
 

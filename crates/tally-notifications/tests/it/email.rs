@@ -106,6 +106,60 @@ async fn mail_goes_to_the_recipients_address(backend: TestBackend) {
 }
 both_backends!(mail_goes_to_the_recipients_address);
 
+/// A relay's permanent refusal (5xx) ends the delivery at once: another attempt would be refused
+/// the same way, so it is not made, and `notification.failed` says so.
+async fn a_permanent_refusal_fails_the_mail_at_once(backend: TestBackend) {
+    let Some(app) = app(backend).await else {
+        return;
+    };
+    let sink = SmtpSink::start().await;
+    sink.refuse_next_permanently(1);
+    let maria = Uuid::now_v7();
+    app.apply(&registered(
+        maria,
+        "Maria da Silva",
+        Some("maria.silva@example.com"),
+        None,
+    ))
+    .await;
+    app.apply(&bill("bill.generated", maria, 15_000, "USD"))
+        .await;
+
+    let worker = Worker::start(&app.db, fast(vec![], Some(sink.smtp())));
+    eventually("the mail to fail", || async {
+        app.deliveries().await.iter().any(|d| d.status == "failed")
+    })
+    .await;
+    // Long enough for a retry of the fast settings, had there been one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    worker.stop().await;
+
+    let deliveries = app.deliveries().await;
+    assert_eq!(deliveries.len(), 1);
+    let mailed = &deliveries[0];
+    assert_eq!(
+        (
+            mailed.channel.as_str(),
+            mailed.status.as_str(),
+            mailed.attempts
+        ),
+        ("email", "failed", 1)
+    );
+    assert_eq!(
+        mailed.last_error.as_deref(),
+        Some("the SMTP relay refused the mail: 550 (permanent)")
+    );
+    assert!(sink.mails().is_empty());
+    let events: Vec<String> = app
+        .events()
+        .await
+        .iter()
+        .map(|e| e.event_type.clone())
+        .collect();
+    assert_eq!(events, ["notification.failed"]);
+}
+both_backends!(a_permanent_refusal_fails_the_mail_at_once);
+
 async fn a_booking_read_before_the_registration_waits_for_the_address(backend: TestBackend) {
     let Some(app) = app(backend).await else {
         return;

@@ -432,18 +432,33 @@ pub struct Mail {
 }
 
 /// A minimal SMTP server on 127.0.0.1:0 that keeps every mail it accepts. It can refuse the
-/// first recipients with a transient error that repeats the address, as real relays do.
+/// first recipients with a transient or a permanent error that repeats the address, as real
+/// relays do.
 #[derive(Clone)]
 pub struct SmtpSink {
     pub port: u16,
     mails: Arc<Mutex<Vec<Mail>>>,
-    refuse_rcpt: Arc<AtomicU32>,
+    refusals: Arc<Refusals>,
+}
+
+/// How many recipients to refuse yet, with a transient 451 and with a permanent 550.
+#[derive(Default)]
+struct Refusals {
+    transient: AtomicU32,
+    permanent: AtomicU32,
+}
+
+/// Takes one from `count` if it is not zero yet.
+fn take_one(count: &AtomicU32) -> bool {
+    count
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 async fn smtp_session(
     stream: tokio::net::TcpStream,
     mails: Arc<Mutex<Vec<Mail>>>,
-    refuse_rcpt: Arc<AtomicU32>,
+    refusals: Arc<Refusals>,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
@@ -469,10 +484,9 @@ async fn smtp_session(
             }
             "RCPT" => {
                 let address = command[8..].to_owned();
-                let refuse = refuse_rcpt
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
-                if refuse {
+                if take_one(&refusals.permanent) {
+                    format!("550 5.1.1 {address} no such mailbox\r\n")
+                } else if take_one(&refusals.transient) {
                     format!("451 4.2.0 {address} mailbox busy, try later\r\n")
                 } else {
                     mail.to.push(address);
@@ -511,9 +525,9 @@ impl SmtpSink {
         let sink = SmtpSink {
             port: listener.local_addr().unwrap().port(),
             mails: Arc::default(),
-            refuse_rcpt: Arc::default(),
+            refusals: Arc::default(),
         };
-        let (mails, refuse) = (sink.mails.clone(), sink.refuse_rcpt.clone());
+        let (mails, refuse) = (sink.mails.clone(), sink.refusals.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(smtp_session(stream, mails.clone(), refuse.clone()));
@@ -532,7 +546,12 @@ impl SmtpSink {
 
     /// Refuses the next `n` recipients with a transient 451.
     pub fn refuse_next(&self, n: u32) {
-        self.refuse_rcpt.store(n, Ordering::SeqCst);
+        self.refusals.transient.store(n, Ordering::SeqCst);
+    }
+
+    /// Refuses the next `n` recipients with a permanent 550 (no such mailbox).
+    pub fn refuse_next_permanently(&self, n: u32) {
+        self.refusals.permanent.store(n, Ordering::SeqCst);
     }
 
     pub fn mails(&self) -> Vec<Mail> {
