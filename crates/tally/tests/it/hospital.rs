@@ -656,7 +656,11 @@ async fn care_calls_patients_in_another_process(backend: Backend) {
         ])
         .output()
         .unwrap();
-    assert!(output.status.success());
+    assert!(
+        output.status.success(),
+        "token create failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let care_token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
     let patient = register_patient(&patients.api(), "Remote Patient").await;
 
@@ -692,7 +696,11 @@ async fn care_calls_patients_in_another_process(backend: Backend) {
         .args(["token", "revoke", id])
         .output()
         .unwrap();
-    assert!(revoke.status.success());
+    assert!(
+        revoke.status.success(),
+        "token revoke failed: {}",
+        String::from_utf8_lossy(&revoke.stderr)
+    );
     let body = format!(
         r#"{{"patientId":"{patient}","physicianId":"{doctor}","scheduledStart":"2026-05-01T11:00:00Z","scheduledEnd":"2026-05-01T11:30:00Z"}}"#
     );
