@@ -25,6 +25,9 @@ pub use error::{classify, DbErrorKind};
 /// A write transaction on a service's database.
 pub type WriteTx = Transaction<'static, Any>;
 
+/// A write transaction through the native PostgreSQL driver (see [`Db::begin_postgres`]).
+pub type PgTx = Transaction<'static, sqlx::Postgres>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -115,6 +118,9 @@ struct Inner {
     /// on the file lock. On PostgreSQL the same pool as `reader`.
     writer: AnyPool,
     reader: AnyPool,
+    /// PostgreSQL only: the same schema through the native driver, connected on first use, for
+    /// what the portable driver cannot do (binary `COPY`, array parameters): bulk writes.
+    postgres: Option<sqlx::PgPool>,
     /// Bumped after every commit made through [`Db::commit`]; in-process log readers wait on it
     /// instead of polling.
     commits: tokio::sync::watch::Sender<u64>,
@@ -159,7 +165,13 @@ impl Db {
             .with_context(|| format!("failed to migrate the {} database", self.service()))
     }
 
-    fn from_parts(service: &'static str, backend: Backend, writer: AnyPool, reader: AnyPool) -> Db {
+    fn from_parts(
+        service: &'static str,
+        backend: Backend,
+        writer: AnyPool,
+        reader: AnyPool,
+        postgres: Option<sqlx::PgPool>,
+    ) -> Db {
         let (commits, _) = tokio::sync::watch::channel(0);
         Db {
             inner: Arc::new(Inner {
@@ -167,6 +179,7 @@ impl Db {
                 backend,
                 writer,
                 reader,
+                postgres,
                 commits,
             }),
         }
@@ -183,6 +196,26 @@ impl Db {
     /// The pool for reads that need no write lock.
     pub fn reader(&self) -> &AnyPool {
         &self.inner.reader
+    }
+
+    /// On PostgreSQL, the service's schema through the native driver (see [`PgTx`]); `None` on
+    /// SQLite. Its connections count against the same server, not against the pool of
+    /// [`Db::reader`]: it opens them only when first used.
+    fn postgres(&self) -> Option<&sqlx::PgPool> {
+        self.inner.postgres.as_ref()
+    }
+
+    /// Starts a write transaction through the native PostgreSQL driver, for bulk writes (binary
+    /// `COPY`, array parameters); `None` on SQLite. Commit it with [`Db::commit_postgres`].
+    pub async fn begin_postgres(&self) -> Option<Result<PgTx, sqlx::Error>> {
+        Some(self.postgres()?.begin().await)
+    }
+
+    /// Commits a native PostgreSQL write transaction and wakes this process's log readers.
+    pub async fn commit_postgres(&self, tx: PgTx) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.signal_commit();
+        Ok(())
     }
 
     /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken at
@@ -245,6 +278,9 @@ impl Db {
     pub async fn close(&self) {
         self.inner.writer.close().await;
         self.inner.reader.close().await;
+        if let Some(postgres) = self.postgres() {
+            postgres.close().await;
+        }
     }
 }
 
@@ -329,7 +365,13 @@ async fn open_sqlite(
     let reader = pool(settings.max_connections.max(1), false)
         .await
         .with_context(|| format!("failed to open {}", path.display()))?;
-    Ok(Db::from_parts(service, Backend::Sqlite, writer, reader))
+    Ok(Db::from_parts(
+        service,
+        Backend::Sqlite,
+        writer,
+        reader,
+        None,
+    ))
 }
 
 async fn open_postgres(
@@ -351,6 +393,7 @@ async fn open_postgres(
     }
     conn.close().await.ok();
     let search_path: Arc<str> = format!("SET search_path TO {service}").into();
+    let native_search_path = search_path.clone();
     let pool = AnyPoolOptions::new()
         .max_connections(settings.max_connections.max(2))
         .acquire_timeout(settings.acquire_timeout)
@@ -361,11 +404,23 @@ async fn open_postgres(
         .connect_with(options)
         .await
         .context("failed to connect to PostgreSQL")?;
+    let native_options: sqlx::postgres::PgConnectOptions =
+        url.parse().context("failed to parse the database URL")?;
+    let native = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(settings.max_connections.max(2))
+        .min_connections(0)
+        .acquire_timeout(settings.acquire_timeout)
+        .after_connect(move |conn, _| {
+            let search_path = native_search_path.clone();
+            Box::pin(async move { conn.execute(&*search_path).await.map(|_| ()) })
+        })
+        .connect_lazy_with(native_options);
     Ok(Db::from_parts(
         service,
         Backend::Postgres,
         pool.clone(),
         pool,
+        Some(native),
     ))
 }
 
