@@ -72,15 +72,83 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<DeadLetter, sqlx::Error> {
 /// Most dead letters listed at once.
 pub const LIST_LIMIT: i64 = 1_000;
 
-/// The dead letters of one database, oldest first; with `all`, redriven ones too.
+/// The first [`LIST_LIMIT`] dead letters of one database, oldest first; with `all`, redriven ones
+/// too. [`list_page`] reads past them.
 pub async fn list(db: &Db, all: bool) -> Result<Vec<DeadLetter>, sqlx::Error> {
-    let filter = if all { "" } else { "WHERE status = 'dead'" };
-    let sql =
-        format!("SELECT {COLUMNS} FROM dead_letters {filter} ORDER BY created_at, id LIMIT $1");
-    let rows = sqlx::query(&sql)
-        .bind(LIST_LIMIT)
-        .fetch_all(db.reader())
-        .await?;
+    list_page(db, &Page::first(LIST_LIMIT), all).await
+}
+
+/// Where a page of dead letters starts and how long it is: pages follow each other by the
+/// letters' `(created_at, id)`, so a letter redriven meanwhile shifts no other letter.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// Only this consumer's letters (all consumers' when `None`).
+    pub consumer: Option<String>,
+    /// The `(created_at, id)` of the last letter of the page before.
+    pub after: Option<(String, String)>,
+    pub limit: i64,
+}
+
+impl Page {
+    pub fn first(limit: i64) -> Page {
+        Page {
+            consumer: None,
+            after: None,
+            limit,
+        }
+    }
+
+    /// The page after `letters` (the page this one read), or `None` when that was the last.
+    pub fn next(&self, letters: &[DeadLetter]) -> Option<Page> {
+        let last = letters.last()?;
+        (letters.len() as i64 >= self.limit).then(|| Page {
+            consumer: self.consumer.clone(),
+            after: Some((last.created_at.clone(), last.id.clone())),
+            limit: self.limit,
+        })
+    }
+}
+
+/// One page of the dead letters of one database, oldest first; with `all`, redriven ones too.
+pub async fn list_page(db: &Db, page: &Page, all: bool) -> Result<Vec<DeadLetter>, sqlx::Error> {
+    let mut filters = Vec::new();
+    if !all {
+        filters.push("status = 'dead'".to_owned());
+    }
+    let mut next = 1;
+    let mut placeholder = || {
+        let p = format!("${next}");
+        next += 1;
+        p
+    };
+    if page.consumer.is_some() {
+        filters.push(format!("consumer = {}", placeholder()));
+    }
+    if page.after.is_some() {
+        let (created, equal, id) = (placeholder(), placeholder(), placeholder());
+        filters.push(format!(
+            "(created_at > {created} OR (created_at = {equal} AND id > {id}))"
+        ));
+    }
+    let filter = match filters.is_empty() {
+        true => String::new(),
+        false => format!("WHERE {}", filters.join(" AND ")),
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM dead_letters {filter} ORDER BY created_at, id LIMIT {}",
+        placeholder()
+    );
+    let mut query = sqlx::query(&sql);
+    if let Some(consumer) = &page.consumer {
+        query = query.bind(consumer.as_str());
+    }
+    if let Some((created_at, id)) = &page.after {
+        query = query
+            .bind(created_at.as_str())
+            .bind(created_at.as_str())
+            .bind(id.as_str());
+    }
+    let rows = query.bind(page.limit.max(1)).fetch_all(db.reader()).await?;
     rows.iter().map(from_row).collect()
 }
 

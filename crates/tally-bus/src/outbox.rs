@@ -165,14 +165,41 @@ fn envelopes<E: DomainEvent>(source: &str, meta: &EventMeta, events: &[E]) -> Ve
 }
 
 /// [`prepare_packed`] for the envelopes of `events` published by `source` as `meta` says,
-/// stamped with one time (so that they pack).
+/// stamped with one time (so that they pack). Writes each row's text from the events directly,
+/// without making their envelopes: the same rows, at a fraction of the cost per event.
 pub fn prepare_publish_packed<E: DomainEvent>(
     db: &Db,
     source: &str,
     meta: &EventMeta,
     events: &[E],
 ) -> Result<Prepared, sqlx::Error> {
-    prepare_packed(db, &envelopes(source, meta, events))
+    let now = tally_kernel::time::now();
+    let created_at = tally_kernel::time::to_db(now);
+    let mut rows = Vec::new();
+    let mut ids = Vec::with_capacity(crate::PACKED_EVENTS);
+    for run in packed::event_runs(events) {
+        if let [event] = run {
+            rows.push(Row::single(&event.to_envelope(source, meta, now))?);
+            continue;
+        }
+        ids.clear();
+        ids.extend(tally_kernel::id::new_v7_run(run.len()));
+        let mut text = Vec::with_capacity(run.len() * 384);
+        packed::encode_events(run, &ids, source, meta, now, &mut text).map_err(encode_error)?;
+        rows.push(Row {
+            id: tally_kernel::id::new_v7().to_string(),
+            topic: run[0].event_type().to_owned(),
+            partition_key: run[0].aggregate_id(),
+            envelope: String::from_utf8(text).map_err(encode_error)?,
+            created_at: created_at.clone(),
+            entries: run.len() as i64,
+        });
+    }
+    Ok(Prepared {
+        backend: db.backend(),
+        rows,
+        chunks: Vec::new(),
+    })
 }
 
 impl Prepared {
@@ -202,6 +229,43 @@ impl Prepared {
                 append_postgres_rows(tx, &self.rows).await
             }
         }
+    }
+}
+
+impl Prepared {
+    /// Writes the rows inside a transaction of the native PostgreSQL driver (see
+    /// [`tally_db::Db::begin_postgres`]): the same rows [`Prepared::append`] writes, with each
+    /// column bound as one array, however many rows there are.
+    pub async fn append_postgres(&self, conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+        if self.backend != Backend::Postgres {
+            return Err(sqlx::Error::Protocol(
+                "outbox rows prepared for SQLite cannot be written to PostgreSQL".into(),
+            ));
+        }
+        for json in &self.chunks {
+            sqlx::query(INSERT_JSON)
+                .bind(json.as_str())
+                .execute(&mut *conn)
+                .await?;
+        }
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let column = |f: fn(&Row) -> &str| self.rows.iter().map(f).collect::<Vec<&str>>();
+        sqlx::query(
+            "INSERT INTO outbox (id, topic, partition_key, envelope, created_at, entries) \
+             SELECT * FROM unnest(CAST($1 AS TEXT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), \
+             CAST($4 AS TEXT[]), CAST($5 AS TEXT[]), CAST($6 AS BIGINT[]))",
+        )
+        .bind(column(|r| &r.id))
+        .bind(column(|r| &r.topic))
+        .bind(column(|r| &r.partition_key))
+        .bind(column(|r| &r.envelope))
+        .bind(column(|r| &r.created_at))
+        .bind(self.rows.iter().map(|r| r.entries).collect::<Vec<i64>>())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 }
 

@@ -5,11 +5,15 @@
 //!
 //! The envelope column of a packed row holds
 //! `{"packed": {type, version, source, aggregate_type, occurred_at, correlation_id,
-//! causation_id}, "events": [[id, aggregate_id, data], ...]}`.
+//! causation_id}, "events": [[id, aggregate_id, data], ...]}`. When the events' type names its
+//! data's fields ([`DomainEvent::data_fields`]), the row holds them once, as
+//! `"fields": [name, ...]` after `"packed"`, and each event's data as the array of its values in
+//! that order: the reader zips them back into the object.
 
 use serde::{Deserialize, Serialize};
+use tally_kernel::event::DomainEvent;
 use tally_kernel::time::Timestamp;
-use tally_kernel::Envelope;
+use tally_kernel::{Envelope, EventMeta};
 use uuid::Uuid;
 
 /// Most events one packed row holds: large enough that the per-row cost disappears, small enough
@@ -52,6 +56,8 @@ struct PackedOut<'a> {
 #[derive(Deserialize)]
 struct PackedIn {
     packed: Shared<String>,
+    #[serde(default)]
+    fields: Option<Vec<String>>,
     events: Vec<(Uuid, String, serde_json::Value)>,
 }
 
@@ -85,6 +91,75 @@ pub(crate) fn encode(run: &[Envelope], out: &mut Vec<u8>) -> Result<(), serde_js
     serde_json::to_writer(out, &packed)
 }
 
+/// Splits `events` (all published at once, so sharing their source, time and cause) into runs
+/// that may share one row: consecutive events of the same type, version and aggregate type, at
+/// most [`PACKED_EVENTS`] each.
+pub(crate) fn event_runs<E: DomainEvent>(events: &[E]) -> impl Iterator<Item = &[E]> {
+    let mut rest = events;
+    std::iter::from_fn(move || {
+        let first = rest.first()?;
+        let key = (first.event_type(), first.version(), first.aggregate_type());
+        let len = rest
+            .iter()
+            .take(PACKED_EVENTS)
+            .take_while(|e| (e.event_type(), e.version(), e.aggregate_type()) == key)
+            .count();
+        let (run, tail) = rest.split_at(len);
+        rest = tail;
+        Some(run)
+    })
+}
+
+/// The envelope column of a packed row holding `run` (which [`event_runs`] made), published by
+/// `source` as `meta` says at `occurred_at`, the events getting the ids `ids`: the same text
+/// [`encode`] writes for their envelopes, written from the events directly (no envelope and no
+/// `serde_json::Value` per event).
+pub(crate) fn encode_events<E: DomainEvent>(
+    run: &[E],
+    ids: &[Uuid],
+    source: &str,
+    meta: &EventMeta,
+    occurred_at: Timestamp,
+    out: &mut Vec<u8>,
+) -> Result<(), serde_json::Error> {
+    let first = &run[0];
+    let shared = Shared {
+        event_type: first.event_type(),
+        version: first.version(),
+        source,
+        aggregate_type: first.aggregate_type(),
+        occurred_at,
+        correlation_id: meta.correlation_id.as_str(),
+        causation_id: meta.causation_id.as_str(),
+    };
+    let fields = first.data_fields();
+    out.extend_from_slice(b"{\"packed\":");
+    serde_json::to_writer(&mut *out, &shared)?;
+    if let Some(fields) = fields {
+        out.extend_from_slice(b",\"fields\":");
+        serde_json::to_writer(&mut *out, fields)?;
+    }
+    out.extend_from_slice(b",\"events\":[");
+    let mut id_text = Uuid::encode_buffer();
+    for (i, (event, id)) in run.iter().zip(ids).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"[\"");
+        out.extend_from_slice(id.hyphenated().encode_lower(&mut id_text).as_bytes());
+        out.extend_from_slice(b"\",");
+        serde_json::to_writer(&mut *out, &event.aggregate_id())?;
+        out.push(b',');
+        match fields {
+            Some(_) => event.write_data_values(out)?,
+            None => event.write_data(out)?,
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b"]}");
+    Ok(())
+}
+
 /// The envelopes of a packed row, in order; exactly `entries` of them.
 pub(crate) fn decode(text: &str, entries: usize) -> Result<Vec<Envelope>, String> {
     let packed: PackedIn =
@@ -96,22 +171,42 @@ pub(crate) fn decode(text: &str, entries: usize) -> Result<Vec<Envelope>, String
         ));
     }
     let shared = packed.packed;
-    Ok(packed
+    let fields = packed.fields;
+    packed
         .events
         .into_iter()
-        .map(|(id, aggregate_id, data)| Envelope {
-            id,
-            event_type: shared.event_type.clone(),
-            version: shared.version,
-            source: shared.source.clone(),
-            aggregate_type: shared.aggregate_type.clone(),
-            aggregate_id,
-            occurred_at: shared.occurred_at,
-            correlation_id: shared.correlation_id.clone(),
-            causation_id: shared.causation_id.clone(),
-            data,
+        .map(|(id, aggregate_id, data)| {
+            let data = match &fields {
+                None => data,
+                Some(fields) => zip_fields(fields, data)?,
+            };
+            Ok(Envelope {
+                id,
+                event_type: shared.event_type.clone(),
+                version: shared.version,
+                source: shared.source.clone(),
+                aggregate_type: shared.aggregate_type.clone(),
+                aggregate_id,
+                occurred_at: shared.occurred_at,
+                correlation_id: shared.correlation_id.clone(),
+                causation_id: shared.causation_id.clone(),
+                data,
+            })
         })
-        .collect())
+        .collect()
+}
+
+/// An event's data written as the array of its values: the object of `fields` and them.
+fn zip_fields(fields: &[String], values: serde_json::Value) -> Result<serde_json::Value, String> {
+    match values {
+        serde_json::Value::Array(values) if values.len() == fields.len() => Ok(
+            serde_json::Value::Object(fields.iter().cloned().zip(values).collect()),
+        ),
+        _ => Err(format!(
+            "a packed event's data is not an array of its {} fields' values",
+            fields.len()
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -142,6 +237,84 @@ mod tests {
         assert_eq!(decoded, events);
         assert!(decode(std::str::from_utf8(&text).unwrap(), 4).is_err());
         assert!(decode("{\"packed\":1}", 5).is_err());
+    }
+
+    /// An event numbered `n`; with `named_fields` its type names its data's fields, so that
+    /// packed rows hold the names once.
+    struct Numbered {
+        n: u64,
+        named_fields: bool,
+    }
+
+    fn numbered(count: u64, named_fields: bool) -> Vec<Numbered> {
+        (0..count).map(|n| Numbered { n, named_fields }).collect()
+    }
+
+    impl DomainEvent for Numbered {
+        fn event_type(&self) -> &'static str {
+            "claim.accepted"
+        }
+
+        fn aggregate_type(&self) -> &'static str {
+            "claim"
+        }
+
+        fn aggregate_id(&self) -> String {
+            format!("claim-{}", self.n)
+        }
+
+        fn data(&self) -> serde_json::Value {
+            let text = (self.n % 2 == 0).then_some("quote \" and \\ and é");
+            serde_json::json!({ "n": self.n, "text": text })
+        }
+
+        fn data_fields(&self) -> Option<&'static [&'static str]> {
+            self.named_fields.then_some(&["n", "text"])
+        }
+    }
+
+    #[test]
+    fn packing_events_directly_writes_what_packing_their_envelopes_writes() {
+        let events = numbered(5, false);
+        let meta = EventMeta {
+            correlation_id: "corr".to_owned(),
+            causation_id: "cause".to_owned(),
+        };
+        let at: Timestamp = "2026-11-21T10:00:00.123456Z".parse().unwrap();
+        let envelopes: Vec<_> = events
+            .iter()
+            .map(|e| e.to_envelope("claims", &meta, at))
+            .collect();
+        let ids: Vec<_> = envelopes.iter().map(|e| e.id).collect();
+        let (mut direct, mut via_envelopes) = (Vec::new(), Vec::new());
+        encode_events(&events, &ids, "claims", &meta, at, &mut direct).unwrap();
+        encode(&envelopes, &mut via_envelopes).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&direct).unwrap(),
+            std::str::from_utf8(&via_envelopes).unwrap()
+        );
+        let decoded = decode(std::str::from_utf8(&direct).unwrap(), 5).unwrap();
+        assert_eq!(decoded, envelopes);
+    }
+
+    #[test]
+    fn events_with_named_fields_pack_their_values_and_read_back_whole() {
+        let events = numbered(5, true);
+        let meta = EventMeta::from_request("r");
+        let at: Timestamp = "2026-11-21T10:00:00Z".parse().unwrap();
+        let envelopes: Vec<_> = events
+            .iter()
+            .map(|e| e.to_envelope("claims", &meta, at))
+            .collect();
+        let ids: Vec<_> = envelopes.iter().map(|e| e.id).collect();
+        let mut text = Vec::new();
+        encode_events(&events, &ids, "claims", &meta, at, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert_eq!(text.matches("\"text\"").count(), 1, "{text}");
+        assert_eq!(decode(&text, 5).unwrap(), envelopes);
+
+        let short = text.replacen("[0,", "[", 1);
+        assert!(decode(&short, 5).is_err(), "{short}");
     }
 
     #[test]

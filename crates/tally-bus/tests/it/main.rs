@@ -604,3 +604,65 @@ async fn an_unreadable_packed_row_parks_each_of_its_events(backend: TestBackend)
         .all(|d| d.error.contains("not a valid packed row")));
 }
 both_backends!(an_unreadable_packed_row_parks_each_of_its_events);
+
+/// Dead letters are read page by page past any number of them: 1,203 of one consumer (many
+/// sharing a time, so that ties are broken by id) and 5 of another, with pages of 100. Every
+/// letter of the consumer comes once, in order; the other consumer's never; a redriven letter
+/// only with `all`.
+async fn dead_letters_are_listed_page_by_page_past_any_number(backend: TestBackend) {
+    let Some(loc) = TestLocation::new(backend).await else {
+        return;
+    };
+    let db = open(&loc, "letters").await;
+    let mut tx = db.begin_write().await.unwrap();
+    for (consumer, n) in [("a", 1_203), ("b", 5)] {
+        for i in 0..n {
+            sqlx::query(
+                "INSERT INTO dead_letters (id, consumer, source, event_id, event_type, envelope, \
+                 error, attempts, status, created_at) \
+                 VALUES ($1, $2, 'source', $3, 'note.written', '{}', 'failed', 3, $4, $5)",
+            )
+            .bind(tally_kernel::id::new_v7().to_string())
+            .bind(consumer)
+            .bind(format!("event-{consumer}-{i}"))
+            .bind(if i == 7 { "redriven" } else { "dead" })
+            .bind(format!("2026-11-21T10:00:{:02}.000000Z", i / 100))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+    }
+    db.commit(tx).await.unwrap();
+
+    let read_all = |all: bool| {
+        let db = db.clone();
+        async move {
+            let mut letters = Vec::new();
+            let mut page = Some(dead_letter::Page {
+                consumer: Some("a".to_owned()),
+                after: None,
+                limit: 100,
+            });
+            while let Some(current) = page {
+                let read = dead_letter::list_page(&db, &current, all).await.unwrap();
+                assert!(read.len() <= 100);
+                page = current.next(&read);
+                letters.extend(read);
+            }
+            letters
+        }
+    };
+    let dead = read_all(false).await;
+    assert_eq!(dead.len(), 1_202);
+    assert!(dead.iter().all(|l| l.consumer == "a" && l.status == "dead"));
+    let keys: Vec<_> = dead.iter().map(|l| (&l.created_at, &l.id)).collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "oldest first, no repeats"
+    );
+    let every = read_all(true).await;
+    assert_eq!(every.len(), 1_203);
+    assert_eq!(every.iter().filter(|l| l.status == "redriven").count(), 1);
+    assert_eq!(dead_letter::list(&db, false).await.unwrap().len(), 1_000);
+}
+both_backends!(dead_letters_are_listed_page_by_page_past_any_number);
