@@ -13,7 +13,7 @@ pub use adapters::csv::{csv_rows, CsvRows};
 pub use adapters::json::json_rows;
 pub use adapters::routes::{router, Claims, ClaimsApi, TopProvidersRate};
 pub use adapters::store::{
-    prepare_batch, store_batch, store_prepared, store_prepared_after, PreparedBatch, Store, SCHEMA,
+    prepare_batch, store_batch, store_prepared, BulkWriter, PreparedBatch, Store, SCHEMA,
 };
 pub use domain::events::{ClaimAccepted, CLAIM_ACCEPTED};
 pub use domain::{

@@ -1,3 +1,4 @@
+pub mod copy;
 pub mod csv;
 pub mod json;
 pub mod limit;

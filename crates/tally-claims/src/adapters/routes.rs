@@ -258,7 +258,7 @@ async fn ingest(
     execute(&db, request, StatusCode::CREATED, move |tx| {
         let (c, claims, meta) = (c.clone(), claims.clone(), meta.clone());
         Box::pin(async move {
-            let accepted = domain::accept(&claims);
+            let accepted = domain::accept(claims.iter().cloned());
             c.store.insert(tx, &accepted, &meta).await?;
             Ok(IngestResponse {
                 accepted: accepted.len(),

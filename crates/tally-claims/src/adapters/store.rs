@@ -5,18 +5,23 @@
 //! fees, the totals per provider, every row and event serialized), so that an importer can
 //! prepare the next batch on its reader thread while the database writes this one; the
 //! transaction then only binds and executes a few statements per table. On SQLite those are
-//! multi-row `INSERT`s with anonymous parameters (see [`tally_db::sqlite_values`]); on
-//! PostgreSQL each table gets one statement whose single parameter is a JSON array of rows.
+//! multi-row `INSERT`s with anonymous parameters (see [`tally_db::sqlite_values`]). On
+//! PostgreSQL a prepared batch goes through the native driver ([`BulkWriter`]): the claims as one
+//! binary `COPY`, the events and the totals each as one statement of array parameters; a request
+//! (inside the portable transaction of its idempotency record) binds a JSON array of rows per
+//! table instead.
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use anyhow::Context as _;
 use sqlx::Row as _;
 use tally_bus::outbox;
-use tally_db::{classify, Backend, Db, DbErrorKind, ServiceSchema, WriteTx};
+use tally_db::{classify, Backend, Db, DbErrorKind, PgTx, ServiceSchema, WriteTx};
 use tally_kernel::time;
 use tally_kernel::{EventMeta, Money};
 
+use super::copy;
 use crate::domain::{self, AcceptedClaim, Claim, CURRENCY};
 use crate::SERVICE;
 
@@ -110,6 +115,7 @@ pub const TOP_PROVIDERS: &str = "SELECT provider_npi, total_net_fee_minor, claim
 /// serialized, rows and events. Storing it ([`store_prepared`]) binds and executes only.
 pub struct PreparedBatch {
     accepted: Vec<AcceptedClaim>,
+    len: usize,
     rows: Rows,
     events: outbox::Prepared,
 }
@@ -117,27 +123,48 @@ pub struct PreparedBatch {
 impl PreparedBatch {
     /// How many claims the batch holds.
     pub fn len(&self) -> usize {
-        self.accepted.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.accepted.is_empty()
+        self.len == 0
+    }
+
+    /// Frees the accepted claims where their rows and events are serialized without them (on
+    /// PostgreSQL, whose bulk writes need only the `COPY` data and the events): an importer
+    /// keeps several batches in flight and needs none of them back. On SQLite, whose writes
+    /// bind each claim's values, it does nothing. [`store_prepared`] returns what is left.
+    pub fn release_claims(&mut self) {
+        if let Rows::PostgresBulk { .. } = self.rows {
+            self.accepted = Vec::new();
+        }
     }
 }
 
 /// Accepts `claims` (each gets its id and net fee) and serializes everything their storing
-/// writes, for the database of `db`; does no I/O. At most [`MAX_BATCH_CLAIMS`] claims.
-pub fn prepare_batch(db: &Db, claims: &[Claim], meta: &EventMeta) -> anyhow::Result<PreparedBatch> {
+/// writes, for the database of `db` (on PostgreSQL, for a [`BulkWriter`]); does no I/O. At most
+/// [`MAX_BATCH_CLAIMS`] claims.
+pub fn prepare_batch(
+    db: &Db,
+    claims: Vec<Claim>,
+    meta: &EventMeta,
+) -> anyhow::Result<PreparedBatch> {
     anyhow::ensure!(
         claims.len() <= MAX_BATCH_CLAIMS,
         "a batch holds at most {MAX_BATCH_CLAIMS} claims, not {}",
         claims.len()
     );
     let accepted = domain::accept(claims);
-    let rows = Rows::new(db.backend(), &accepted).context("failed to serialize the claims")?;
+    let rows = match db.backend() {
+        Backend::Postgres => Rows::bulk(&accepted),
+        Backend::Sqlite => {
+            Rows::new(Backend::Sqlite, &accepted).context("failed to serialize the claims")?
+        }
+    };
     let events =
         prepare_events(db, &accepted, meta).context("failed to serialize the claims' events")?;
     Ok(PreparedBatch {
+        len: accepted.len(),
         accepted,
         rows,
         events,
@@ -148,41 +175,16 @@ pub fn prepare_batch(db: &Db, claims: &[Claim], meta: &EventMeta) -> anyhow::Res
 /// and their `claim.accepted` events commit together or not at all. A transaction that fails on
 /// a deadlock or a busy database is retried.
 pub async fn store_prepared(db: &Db, batch: PreparedBatch) -> anyhow::Result<Vec<AcceptedClaim>> {
-    store_prepared_after(db, batch, std::future::ready(true)).await
-}
-
-/// [`store_prepared`], committing only in its turn: the claims and events are written first,
-/// then `turn` is awaited, and only if it gives `true` (the batch before this one committed) are
-/// the providers' totals grown and the transaction committed; with `false` the transaction
-/// rolls back and nothing of the batch is stored. An importer on PostgreSQL writes the next
-/// batch this way while the previous one finishes, and its batches still commit in file order,
-/// each only after the ones before it. (On SQLite the only writer connection is held while
-/// `turn` is pending, so there it should be decided already.)
-pub async fn store_prepared_after(
-    db: &Db,
-    batch: PreparedBatch,
-    turn: impl std::future::Future<Output = bool>,
-) -> anyhow::Result<Vec<AcceptedClaim>> {
-    let mut turn = Some(turn);
     let mut attempt = 1;
     loop {
         let result = async {
-            let mut tx = db.begin_write().await?;
-            write_claims_and_events(&mut tx, &batch.accepted, &batch.rows, &batch.events).await?;
-            if let Some(turn) = turn.take() {
-                if !turn.await {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-            }
-            write_totals(&mut tx, &batch.rows).await?;
-            db.commit(tx).await?;
-            Ok(true)
+            let mut writer = BulkWriter::begin(db).await?;
+            writer.write(&batch).await?;
+            writer.commit().await
         }
         .await;
         match result {
-            Ok(true) => return Ok(batch.accepted),
-            Ok(false) => anyhow::bail!("a batch before this one was not stored"),
+            Ok(_) => return Ok(batch.accepted),
             Err(e) if classify(&e) == DbErrorKind::Retryable && attempt < MAX_TX_ATTEMPTS => {
                 tracing::debug!(attempt, error = %e, "claims batch conflicted, retrying");
                 attempt += 1;
@@ -201,7 +203,126 @@ pub async fn store_batch(
     claims: &[Claim],
     meta: &EventMeta,
 ) -> anyhow::Result<Vec<AcceptedClaim>> {
-    store_prepared(db, prepare_batch(db, claims, meta)?).await
+    store_prepared(db, prepare_batch(db, claims.to_vec(), meta)?).await
+}
+
+/// One write transaction storing any number of prepared batches (see [`prepare_batch`]): each
+/// batch's claims and events are written as it comes, while the providers' totals are summed in
+/// memory and grown once, at the commit. An importer commits every few batches through one of
+/// these: a provider's row (and its place in the ranking index) is then rewritten once per
+/// commit, not once per batch. Nothing of it is visible until [`BulkWriter::commit`].
+///
+/// On PostgreSQL the transaction is the native driver's: a batch's claims go in as one binary
+/// `COPY`, its events and, at the commit, the totals as one statement of array parameters each.
+/// On SQLite it holds the database's only write lock until it ends.
+pub struct BulkWriter {
+    db: Db,
+    tx: Tx,
+    totals: BTreeMap<String, (i64, i64)>,
+    claims: usize,
+}
+
+enum Tx {
+    Portable(WriteTx),
+    Postgres(PgTx),
+}
+
+impl BulkWriter {
+    /// Starts the transaction.
+    pub async fn begin(db: &Db) -> Result<BulkWriter, sqlx::Error> {
+        let tx = match db.begin_postgres().await {
+            Some(tx) => Tx::Postgres(tx?),
+            None => Tx::Portable(db.begin_write().await?),
+        };
+        Ok(BulkWriter {
+            db: db.clone(),
+            tx,
+            totals: BTreeMap::new(),
+            claims: 0,
+        })
+    }
+
+    /// Writes a batch's claims and events; its totals wait for the commit.
+    pub async fn write(&mut self, batch: &PreparedBatch) -> Result<(), sqlx::Error> {
+        let totals = match (&mut self.tx, &batch.rows) {
+            (Tx::Postgres(tx), Rows::PostgresBulk { copy, totals }) => {
+                let mut sink = tx.copy_in_raw(copy::COPY_CLAIMS).await?;
+                sink.send(copy.as_slice()).await?;
+                sink.finish().await?;
+                batch.events.append_postgres(tx).await?;
+                totals
+            }
+            (Tx::Portable(tx), Rows::Sqlite { claims, totals }) => {
+                let created_at = time::to_db(time::now());
+                insert_claims_sqlite(tx, &batch.accepted, claims, &created_at).await?;
+                batch.events.append(tx).await?;
+                totals
+            }
+            _ => {
+                return Err(sqlx::Error::Protocol(
+                    "a batch was prepared for another database".into(),
+                ))
+            }
+        };
+        for (npi, net_fee_minor, claim_count) in totals {
+            let total = self.totals.entry(npi.clone()).or_default();
+            total.0 += net_fee_minor;
+            total.1 += claim_count;
+        }
+        self.claims += batch.len();
+        Ok(())
+    }
+
+    /// How many claims the batches written so far hold.
+    pub fn claims(&self) -> usize {
+        self.claims
+    }
+
+    /// Grows the providers' totals (in NPI order, so that two writers never deadlock) and
+    /// commits; returns how many claims were stored.
+    pub async fn commit(self) -> Result<usize, sqlx::Error> {
+        let updated_at = time::to_db(time::now());
+        match self.tx {
+            Tx::Postgres(mut tx) => {
+                if !self.totals.is_empty() {
+                    let mut npis = Vec::with_capacity(self.totals.len());
+                    let mut fees = Vec::with_capacity(self.totals.len());
+                    let mut counts = Vec::with_capacity(self.totals.len());
+                    for (npi, (fee, count)) in &self.totals {
+                        npis.push(npi.as_str());
+                        fees.push(*fee);
+                        counts.push(*count);
+                    }
+                    sqlx::query(&UPSERT_TOTALS_ARRAYS)
+                        .bind(npis)
+                        .bind(fees)
+                        .bind(counts)
+                        .bind(updated_at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                self.db.commit_postgres(tx).await?;
+            }
+            Tx::Portable(mut tx) => {
+                let totals: Vec<_> = self
+                    .totals
+                    .into_iter()
+                    .map(|(npi, (fee, count))| (npi, fee, count))
+                    .collect();
+                upsert_totals_sqlite(&mut tx, &totals, &updated_at).await?;
+                self.db.commit(tx).await?;
+            }
+        }
+        Ok(self.claims)
+    }
+
+    /// Rolls back: nothing written through this writer is stored.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self.tx {
+            Tx::Postgres(tx) => tx.rollback().await,
+            Tx::Portable(tx) => tx.rollback().await,
+        }
+    }
 }
 
 /// The `claim.accepted` events of `claims`, serialized for the outbox, packed: a batch's events
@@ -215,59 +336,43 @@ fn prepare_events(
     outbox::prepare_publish_packed(db, SERVICE, meta, &events)
 }
 
-/// Writes the claims, their events and their providers' totals inside `tx`.
+/// Writes the claims, their events and their providers' totals inside `tx`, the totals last, so
+/// that their rows stay locked only until the commit that follows.
 async fn write(
     tx: &mut WriteTx,
     accepted: &[AcceptedClaim],
     rows: &Rows,
     events: &outbox::Prepared,
 ) -> Result<(), sqlx::Error> {
-    write_claims_and_events(tx, accepted, rows, events).await?;
-    write_totals(tx, rows).await
-}
-
-/// Inserts the claims and appends their events inside `tx`.
-async fn write_claims_and_events(
-    tx: &mut WriteTx,
-    accepted: &[AcceptedClaim],
-    rows: &Rows,
-    events: &outbox::Prepared,
-) -> Result<(), sqlx::Error> {
-    let created_at = time::to_db(time::now());
+    let now = time::to_db(time::now());
     match rows {
-        Rows::Sqlite { claims, .. } => {
-            insert_claims_sqlite(tx, accepted, claims, &created_at).await?;
+        Rows::Sqlite { claims, totals } => {
+            insert_claims_sqlite(tx, accepted, claims, &now).await?;
+            events.append(tx).await?;
+            upsert_totals_sqlite(tx, totals, &now).await
         }
-        Rows::Postgres { claims, .. } => {
+        Rows::Postgres { claims, totals } => {
             for json in claims {
                 sqlx::query(&INSERT_CLAIMS_JSON)
                     .bind(json.as_str())
                     .bind(CURRENCY.code())
-                    .bind(created_at.as_str())
+                    .bind(now.as_str())
                     .execute(&mut **tx)
                     .await?;
             }
-        }
-    }
-    events.append(tx).await
-}
-
-/// Grows the providers' totals inside `tx`, last, so that their rows stay locked only until the
-/// commit that follows.
-async fn write_totals(tx: &mut WriteTx, rows: &Rows) -> Result<(), sqlx::Error> {
-    let updated_at = time::to_db(time::now());
-    match rows {
-        Rows::Sqlite { totals, .. } => upsert_totals_sqlite(tx, totals, &updated_at).await,
-        Rows::Postgres { totals, .. } => {
+            events.append(tx).await?;
             for json in totals {
                 sqlx::query(&UPSERT_TOTALS_JSON)
                     .bind(json.as_str())
-                    .bind(updated_at.as_str())
+                    .bind(now.as_str())
                     .execute(&mut **tx)
                     .await?;
             }
             Ok(())
         }
+        Rows::PostgresBulk { .. } => Err(sqlx::Error::Protocol(
+            "a batch prepared for bulk writes is stored by a BulkWriter".into(),
+        )),
     }
 }
 
@@ -280,10 +385,17 @@ enum Rows {
         claims: Vec<SqliteClaim>,
         totals: Vec<(String, i64, i64)>,
     },
-    /// JSON arrays of rows, one per statement.
+    /// PostgreSQL inside a portable transaction (a request): JSON arrays of rows, one per
+    /// statement.
     Postgres {
         claims: Vec<String>,
         totals: Vec<String>,
+    },
+    /// PostgreSQL through the native driver (a [`BulkWriter`]): the claims as binary `COPY`
+    /// data, the totals as `(provider_npi, net_fee_minor, claim_count)`.
+    PostgresBulk {
+        copy: Vec<u8>,
+        totals: Vec<(String, i64, i64)>,
     },
 }
 
@@ -297,6 +409,16 @@ struct SqliteClaim {
 const JSON_ROWS_PER_STATEMENT: usize = MAX_BATCH_CLAIMS;
 
 impl Rows {
+    fn bulk(accepted: &[AcceptedClaim]) -> Rows {
+        Rows::PostgresBulk {
+            copy: copy::encode(accepted, time::now()),
+            totals: domain::provider_totals(accepted)
+                .into_iter()
+                .map(|(npi, d)| (npi.as_str().to_owned(), d.net_fee_minor, d.claim_count))
+                .collect(),
+        }
+    }
+
     fn new(backend: Backend, accepted: &[AcceptedClaim]) -> Result<Rows, sqlx::Error> {
         let totals = domain::provider_totals(accepted);
         Ok(match backend {
@@ -369,9 +491,10 @@ static INSERT_CLAIMS_JSON: LazyLock<String> = LazyLock::new(|| {
         "INSERT INTO claims (id, service_date, submitted_procedure, quadrant, plan_group_number, \
          subscriber_number, provider_npi, provider_fees_minor, allowed_fees_minor, \
          member_coinsurance_minor, member_copay_minor, net_fee_minor, currency, created_at) \
-         SELECT r ->> 0, r ->> 1, r ->> 2, r ->> 3, r ->> 4, r ->> 5, r ->> 6, \
-         CAST(r ->> 7 AS BIGINT), CAST(r ->> 8 AS BIGINT), CAST(r ->> 9 AS BIGINT), \
-         CAST(r ->> 10 AS BIGINT), CAST(r ->> 11 AS BIGINT), $2, $3 FROM {JSON_ROWS}"
+         SELECT CAST(r ->> 0 AS UUID), CAST(r ->> 1 AS TIMESTAMPTZ), r ->> 2, r ->> 3, r ->> 4, \
+         r ->> 5, r ->> 6, CAST(r ->> 7 AS BIGINT), CAST(r ->> 8 AS BIGINT), \
+         CAST(r ->> 9 AS BIGINT), CAST(r ->> 10 AS BIGINT), CAST(r ->> 11 AS BIGINT), $2, \
+         CAST($3 AS TIMESTAMPTZ) FROM {JSON_ROWS}"
     )
 });
 
@@ -382,6 +505,16 @@ static UPSERT_TOTALS_JSON: LazyLock<String> = LazyLock::new(|| {
         "INSERT INTO provider_totals (provider_npi, total_net_fee_minor, claim_count, updated_at) \
          SELECT r ->> 0, CAST(r ->> 1 AS BIGINT), CAST(r ->> 2 AS BIGINT), $2 FROM {JSON_ROWS} \
          {UPSERT_TOTALS}"
+    )
+});
+
+/// PostgreSQL, native driver: the upsert of providers' totals over three arrays (NPIs, net fees,
+/// claim counts, in NPI order) at the time `$4`.
+static UPSERT_TOTALS_ARRAYS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO provider_totals (provider_npi, total_net_fee_minor, claim_count, updated_at) \
+         SELECT t.npi, t.fee, t.n, $4 FROM unnest(CAST($1 AS TEXT[]), CAST($2 AS BIGINT[]), \
+         CAST($3 AS BIGINT[])) AS t(npi, fee, n) {UPSERT_TOTALS}"
     )
 });
 

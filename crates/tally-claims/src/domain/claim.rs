@@ -176,9 +176,12 @@ impl<'a> ClaimRow<'a> {
         parse: impl FnOnce(&str) -> Result<T, Invalid>,
     ) -> Option<T> {
         let result = match self.cells[field.index()] {
-            Cell::Text(text) if !text.trim().is_empty() => parse(text.trim()),
+            Cell::Text(text) => match text.trim() {
+                "" => Err(Invalid::Missing),
+                text => parse(text),
+            },
             Cell::Refused(reason) => Err(reason.clone()),
-            Cell::Text(_) | Cell::Absent => Err(Invalid::Missing),
+            Cell::Absent => Err(Invalid::Missing),
         };
         result
             .map_err(|reason| problems.push(RowProblem::field(field.name(), reason)))
@@ -289,13 +292,16 @@ impl AcceptedClaim {
 }
 
 /// Accepts valid claims: each gets a new id (UUID v7) and its net fee.
-pub fn accept(claims: &[Claim]) -> Vec<AcceptedClaim> {
+pub fn accept(claims: impl IntoIterator<Item = Claim>) -> Vec<AcceptedClaim> {
+    let claims: Vec<Claim> = claims.into_iter().collect();
+    let ids = tally_kernel::id::new_v7_run(claims.len());
     claims
-        .iter()
-        .map(|claim| AcceptedClaim {
-            id: tally_kernel::id::new_v7(),
+        .into_iter()
+        .zip(ids)
+        .map(|(claim, id)| AcceptedClaim {
+            id,
             net_fee: claim.net_fee(),
-            claim: claim.clone(),
+            claim,
         })
         .collect()
 }
@@ -480,7 +486,7 @@ mod tests {
         ])
         .validate()
         .unwrap();
-        let accepted = accept(&[a.clone(), b, a]);
+        let accepted = accept([a.clone(), b, a]);
         assert_eq!(accepted.len(), 3);
         assert_ne!(accepted[0].id, accepted[2].id);
         let totals = provider_totals(&accepted);

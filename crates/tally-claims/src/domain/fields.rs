@@ -18,7 +18,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::Serialize;
 use tally_kernel::luhn;
 use tally_kernel::time::Timestamp;
-use tally_kernel::{AmountError, Currency, Money};
+use tally_kernel::{Currency, Money};
 
 use super::error::Invalid;
 
@@ -83,7 +83,8 @@ pub fn parse_text(text: &str, max_chars: usize) -> Result<String, Invalid> {
     Ok(text.to_owned())
 }
 
-/// An amount in dollars (`$150.00`, `150.5`, `$1,250.00`), exactly, in cents.
+/// An amount in dollars (`$150.00`, `150.5`, `$1,250.00`), exactly, in cents. Reads the digits
+/// straight into an integer: an import parses four amounts a row.
 pub fn parse_amount(text: &str) -> Result<Money, Invalid> {
     let (minus_first, rest) = split_prefix(text, '-');
     let (_, rest) = split_prefix(rest.trim_start(), '$');
@@ -93,7 +94,8 @@ pub fn parse_amount(text: &str) -> Result<Money, Invalid> {
         Some((int, frac)) => (int, Some(frac)),
         None => (rest, None),
     };
-    let int = ungroup(int).ok_or(Invalid::NotAnAmount)?;
+    // `None` when the integer part does not fit: refused as too large once the rest is known good.
+    let dollars = ungroup(int).ok_or(Invalid::NotAnAmount)?;
     let frac = frac.unwrap_or("0");
     if frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Invalid::NotAnAmount);
@@ -101,17 +103,22 @@ pub fn parse_amount(text: &str) -> Result<Money, Invalid> {
     if frac.len() > 2 {
         return Err(Invalid::TooManyDecimals);
     }
-    let money = Money::parse(&format!("{int}.{frac}"), CURRENCY).map_err(|e| match e {
-        AmountError::OutOfRange => Invalid::AmountTooLarge,
-        _ => Invalid::NotAnAmount,
-    })?;
-    if negative && money.amount_minor != 0 {
+    let cents = frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(2)
+        .fold(0, |n, b| n * 10 + i64::from(b - b'0'));
+    let amount_minor = dollars
+        .and_then(|d| d.checked_mul(100))
+        .and_then(|d| d.checked_add(cents))
+        .ok_or(Invalid::AmountTooLarge)?;
+    if negative && amount_minor != 0 {
         return Err(Invalid::NegativeAmount);
     }
-    if money.amount_minor > MAX_AMOUNT_MINOR {
+    if amount_minor > MAX_AMOUNT_MINOR {
         return Err(Invalid::AmountTooLarge);
     }
-    Ok(money)
+    Ok(Money::new(amount_minor, CURRENCY))
 }
 
 fn split_prefix(text: &str, prefix: char) -> (bool, &str) {
@@ -121,27 +128,33 @@ fn split_prefix(text: &str, prefix: char) -> (bool, &str) {
     }
 }
 
-/// The digits of an integer part written plainly (`1250`) or grouped by thousands (`1,250`).
-fn ungroup(int: &str) -> Option<String> {
+/// The value of an integer part written plainly (`1250`) or grouped by thousands (`1,250`):
+/// `None` when it is not written so, `Some(None)` when it is but does not fit an `i64`.
+fn ungroup(int: &str) -> Option<Option<i64>> {
     let mut groups = int.split(',');
     let first = groups.next()?;
     let digits = |g: &str| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit());
     if !digits(first) {
         return None;
     }
-    let mut out = first.to_owned();
+    let accumulate = |value: Option<i64>, group: &str| {
+        group.bytes().fold(value, |n, b| {
+            n?.checked_mul(10)?.checked_add(i64::from(b - b'0'))
+        })
+    };
+    let mut value = accumulate(Some(0), first);
     let mut grouped = false;
     for group in groups {
         if group.len() != 3 || !digits(group) {
             return None;
         }
         grouped = true;
-        out.push_str(group);
+        value = accumulate(value, group);
     }
     if grouped && (first.len() > 3 || first.starts_with('0')) {
         return None;
     }
-    Some(out)
+    Some(value)
 }
 
 /// A service date: `3/28/18 0:00`, `2018-03-28 0:00:00`, `2018-03-28T00:00:00Z` and the other

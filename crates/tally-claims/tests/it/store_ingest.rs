@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use sqlx::Row as _;
 use tally_claims::adapters::store::{ProviderTotal, TOP_PROVIDERS};
-use tally_claims::{store_batch, Store, TopProvidersRate};
+use tally_claims::{store_batch, BulkWriter, Store, TopProvidersRate};
 use tally_db::testing::TestBackend;
 use tally_db::{both_backends, Backend, Db};
 use tally_kernel::{Currency, Envelope, EventMeta, Money};
@@ -18,16 +18,32 @@ fn meta() -> EventMeta {
 
 /// Every provider's (total, count) straight from the claims table.
 async fn sums_from_claims(db: &Db) -> BTreeMap<String, (i64, i64)> {
-    sqlx::query(
+    by_provider(
+        db,
         "SELECT provider_npi, CAST(SUM(net_fee_minor) AS BIGINT), COUNT(*) FROM claims \
          GROUP BY provider_npi",
     )
-    .fetch_all(db.reader())
     .await
-    .unwrap()
-    .iter()
-    .map(|r| (r.get(0), (r.get(1), r.get(2))))
-    .collect()
+}
+
+/// The aggregate as stored: each provider's total net fee and claim count.
+async fn stored_totals(db: &Db) -> BTreeMap<String, (i64, i64)> {
+    by_provider(
+        db,
+        "SELECT provider_npi, total_net_fee_minor, claim_count FROM provider_totals",
+    )
+    .await
+}
+
+/// The rows of `sql`, `(provider_npi, net fee, claim count)`, by provider.
+async fn by_provider(db: &Db, sql: &str) -> BTreeMap<String, (i64, i64)> {
+    sqlx::query(sql)
+        .fetch_all(db.reader())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect()
 }
 
 /// The service's log as its consumers read it: packed rows expanded, one entry per position
@@ -65,7 +81,7 @@ async fn an_ingest_stores_the_claims_and_grows_the_aggregate(backend: TestBacken
     assert_eq!(accepted[0].net_fee.amount_minor, 8125);
     assert_eq!(count(&f.db, "claims").await, 3);
     let stored: Vec<(String, i64)> =
-        sqlx::query("SELECT id, net_fee_minor FROM claims ORDER BY id")
+        sqlx::query("SELECT CAST(id AS TEXT), net_fee_minor FROM claims ORDER BY id")
             .fetch_all(f.db.reader())
             .await
             .unwrap()
@@ -317,14 +333,7 @@ async fn a_batch_of_many_statements_is_stored_whole(backend: TestBackend) {
     assert_eq!(accepted.len(), 123);
     assert_eq!(count(&f.db, "claims").await, 123);
     assert_eq!(outbox_events(&f.db).await, 123);
-    let aggregate: BTreeMap<String, (i64, i64)> =
-        sqlx::query("SELECT provider_npi, total_net_fee_minor, claim_count FROM provider_totals")
-            .fetch_all(f.db.reader())
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), (r.get(1), r.get(2))))
-            .collect();
+    let aggregate = stored_totals(&f.db).await;
     assert_eq!(aggregate.len(), 5);
     assert_eq!(aggregate, sums_from_claims(&f.db).await);
     let too_many =
@@ -368,14 +377,43 @@ async fn a_full_batch_with_awkward_text_round_trips_exactly(backend: TestBackend
     let accepted: Vec<_> = first.iter().chain(&second).collect();
     assert_eq!(count(&f.db, "claims").await, accepted.len() as i64);
 
-    let stored: BTreeMap<String, (Option<String>, String, String, i64)> = sqlx::query(
-        "SELECT id, quadrant, plan_group_number, subscriber_number, net_fee_minor FROM claims",
-    )
+    // PostgreSQL keeps ids and times in its own types (binary COPY writes them), SQLite as text:
+    // both are read back here as text and seconds since the Unix epoch.
+    let epoch = match f.db.backend() {
+        Backend::Postgres => "CAST(EXTRACT(EPOCH FROM service_date) AS BIGINT)",
+        Backend::Sqlite => "unixepoch(service_date)",
+    };
+    let stored: BTreeMap<String, (Option<String>, String, String, i64)> = sqlx::query(&format!(
+        "SELECT CAST(id AS TEXT), quadrant, plan_group_number, subscriber_number, net_fee_minor, \
+         {epoch}, provider_npi, submitted_procedure, provider_fees_minor, allowed_fees_minor, \
+         member_coinsurance_minor, member_copay_minor FROM claims"
+    ))
     .fetch_all(f.db.reader())
     .await
     .unwrap()
     .iter()
-    .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
+    .map(|r| {
+        let id: String = r.get(0);
+        let accepted = accepted.iter().find(|a| a.id.to_string() == id).unwrap();
+        let c = &accepted.claim;
+        assert_eq!(r.get::<i64, _>(5), c.service_date().timestamp(), "{id}");
+        assert_eq!(r.get::<String, _>(6), c.provider_npi().as_str(), "{id}");
+        assert_eq!(
+            r.get::<String, _>(7),
+            c.submitted_procedure().as_str(),
+            "{id}"
+        );
+        let amounts: [i64; 4] = [r.get(8), r.get(9), r.get(10), r.get(11)];
+        let expected = [
+            c.provider_fees(),
+            c.allowed_fees(),
+            c.member_coinsurance(),
+            c.member_copay(),
+        ]
+        .map(|m| m.amount_minor);
+        assert_eq!(amounts, expected, "{id}");
+        (id, (r.get(1), r.get(2), r.get(3), r.get(4)))
+    })
     .collect();
     assert_eq!(stored.len(), accepted.len());
     for a in &accepted {
@@ -390,16 +428,7 @@ async fn a_full_batch_with_awkward_text_round_trips_exactly(backend: TestBackend
     }
     assert!(stored.values().any(|v| v.0.is_none()));
     assert!(stored.values().any(|v| v.1 == "Ünïcødé ✓ 😀"));
-    assert_eq!(
-        sqlx::query("SELECT provider_npi, total_net_fee_minor, claim_count FROM provider_totals")
-            .fetch_all(f.db.reader())
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), (r.get(1), r.get(2))))
-            .collect::<BTreeMap<String, (i64, i64)>>(),
-        sums_from_claims(&f.db).await
-    );
+    assert_eq!(stored_totals(&f.db).await, sums_from_claims(&f.db).await);
 
     let log = log(&f.db).await;
     assert_eq!(log.len(), accepted.len());
@@ -433,56 +462,48 @@ async fn a_full_batch_with_awkward_text_round_trips_exactly(backend: TestBackend
 }
 both_backends!(a_full_batch_with_awkward_text_round_trips_exactly);
 
-/// A batch stored after its turn: refused, it stores nothing (no claim, total, event or log
-/// position); on PostgreSQL a batch written while an earlier one commits becomes visible only
-/// once its turn comes, and then whole.
-async fn a_batch_commits_only_in_its_turn(backend: TestBackend) {
+/// A bulk writer's batches are one transaction: rolled back, they store nothing (no claim,
+/// total, event or log position); committed, all of them at once, with each provider's total
+/// grown by the sum over every batch. On PostgreSQL another transaction commits meanwhile and
+/// sees none of the writer's batches until its commit.
+async fn a_bulk_writer_stores_its_batches_whole_at_its_commit(backend: TestBackend) {
     let Some(f) = fixture(backend).await else {
         return;
     };
     let rows = |n: u32| -> Vec<_> {
         (0..n)
-            .map(|i| claim_json(&npi(600_000_000 + i % 3), 100))
+            .map(|i| claim_json(&npi(600_000_000 + i % 3), 100 + i64::from(i)))
             .collect()
     };
-    let refused = tally_claims::prepare_batch(&f.db, &claims(&rows(40)), &meta()).unwrap();
-    assert!(
-        tally_claims::store_prepared_after(&f.db, refused, std::future::ready(false))
-            .await
-            .is_err()
-    );
+    let mut refused = BulkWriter::begin(&f.db).await.unwrap();
+    for n in [40, 7] {
+        let batch = tally_claims::prepare_batch(&f.db, claims(&rows(n)), &meta()).unwrap();
+        refused.write(&batch).await.unwrap();
+    }
+    assert_eq!(refused.claims(), 47);
+    refused.rollback().await.unwrap();
     for table in ["claims", "provider_totals", "outbox"] {
         assert_eq!(count(&f.db, table).await, 0, "{table}");
     }
     assert_eq!(tally_bus::log::head(&f.db).await.unwrap(), 0);
-    if backend != TestBackend::Postgres {
-        return;
+
+    let mut writer = BulkWriter::begin(&f.db).await.unwrap();
+    for n in [30, 11] {
+        let batch = tally_claims::prepare_batch(&f.db, claims(&rows(n)), &meta()).unwrap();
+        writer.write(&batch).await.unwrap();
     }
-    let later = tally_claims::prepare_batch(&f.db, &claims(&rows(30)), &meta()).unwrap();
-    let (go, turn) = tokio::sync::oneshot::channel::<bool>();
-    let db = f.db.clone();
-    let waiting = tokio::spawn(async move {
-        tally_claims::store_prepared_after(&db, later, async move { turn.await.unwrap() }).await
-    });
-    store_batch(&f.db, &claims(&rows(20)), &meta())
-        .await
-        .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(!waiting.is_finished());
-    assert_eq!(count(&f.db, "claims").await, 20);
-    assert_eq!(outbox_events(&f.db).await, 20);
-    go.send(true).unwrap();
-    assert_eq!(waiting.await.unwrap().unwrap().len(), 30);
-    assert_eq!(count(&f.db, "claims").await, 50);
-    assert_eq!(outbox_events(&f.db).await, 50);
-    let aggregate: BTreeMap<String, (i64, i64)> =
-        sqlx::query("SELECT provider_npi, total_net_fee_minor, claim_count FROM provider_totals")
-            .fetch_all(f.db.reader())
+    if backend == TestBackend::Postgres {
+        store_batch(&f.db, &claims(&rows(20)), &meta())
             .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), (r.get(1), r.get(2))))
-            .collect();
+            .unwrap();
+        assert_eq!(count(&f.db, "claims").await, 20);
+        assert_eq!(outbox_events(&f.db).await, 20);
+    }
+    let before = count(&f.db, "claims").await;
+    assert_eq!(writer.commit().await.unwrap(), 41);
+    assert_eq!(count(&f.db, "claims").await, before + 41);
+    assert_eq!(outbox_events(&f.db).await, before + 41);
+    let aggregate = stored_totals(&f.db).await;
     assert_eq!(aggregate, sums_from_claims(&f.db).await);
 }
-both_backends!(a_batch_commits_only_in_its_turn);
+both_backends!(a_bulk_writer_stores_its_batches_whole_at_its_commit);

@@ -1,0 +1,95 @@
+//! PostgreSQL's binary `COPY` format for the claims table: the rows of a batch encoded on the
+//! importer's reader thread, so that storing them is one `COPY` whose data the server stores
+//! without parsing any text (the format is PostgreSQL's "Binary Format" of `COPY`: a signature,
+//! then per row a field count and each field as its length and its binary value).
+
+use tally_kernel::time::Timestamp;
+
+use crate::domain::{AcceptedClaim, CURRENCY};
+
+/// The `COPY` statement the data of [`encode`] is for: its columns, in the order encoded.
+pub const COPY_CLAIMS: &str = "COPY claims (id, service_date, submitted_procedure, quadrant, \
+     plan_group_number, subscriber_number, provider_npi, provider_fees_minor, allowed_fees_minor, \
+     member_coinsurance_minor, member_copay_minor, net_fee_minor, currency, created_at) \
+     FROM STDIN (FORMAT binary)";
+
+const FIELDS: i16 = 14;
+
+/// The signature, flags (no OIDs) and header extension length every binary `COPY` starts with.
+const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+/// Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01T00:00:00Z.
+const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// The `COPY` data of `accepted`, created at `created_at`: header, one tuple per claim, trailer.
+pub fn encode(accepted: &[AcceptedClaim], created_at: Timestamp) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER.len() + accepted.len() * 200 + 2);
+    out.extend_from_slice(HEADER);
+    let created_at = micros(created_at);
+    for a in accepted {
+        let c = &a.claim;
+        out.extend_from_slice(&FIELDS.to_be_bytes());
+        field(&mut out, a.id.as_bytes());
+        int8(&mut out, micros(c.service_date));
+        text(&mut out, c.submitted_procedure.as_str());
+        match &c.quadrant {
+            Some(quadrant) => text(&mut out, quadrant),
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+        text(&mut out, &c.plan_group_number);
+        text(&mut out, &c.subscriber_number);
+        text(&mut out, c.provider_npi.as_str());
+        int8(&mut out, c.provider_fees.amount_minor);
+        int8(&mut out, c.allowed_fees.amount_minor);
+        int8(&mut out, c.member_coinsurance.amount_minor);
+        int8(&mut out, c.member_copay.amount_minor);
+        int8(&mut out, a.net_fee.amount_minor);
+        text(&mut out, CURRENCY.code());
+        int8(&mut out, created_at);
+    }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
+}
+
+/// A `TIMESTAMPTZ` as PostgreSQL stores it: microseconds since its epoch.
+fn micros(at: Timestamp) -> i64 {
+    at.timestamp_micros() - POSTGRES_EPOCH_MICROS
+}
+
+fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+    // Every field encoded here is a few dozen bytes at most (the domain bounds text lengths).
+    let len = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn text(out: &mut Vec<u8>, text: &str) {
+    field(out, text.as_bytes());
+}
+
+fn int8(out: &mut Vec<u8>, value: i64) {
+    field(out, &value.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_count_microseconds_from_2000() {
+        let epoch: Timestamp = "2000-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(micros(epoch), 0);
+        let later: Timestamp = "2000-01-01T00:00:01.000002Z".parse().unwrap();
+        assert_eq!(micros(later), 1_000_002);
+        let earlier: Timestamp = "1999-12-31T23:59:59Z".parse().unwrap();
+        assert_eq!(micros(earlier), -1_000_000);
+    }
+
+    #[test]
+    fn an_empty_batch_is_the_header_and_the_trailer() {
+        let data = encode(&[], "2026-11-21T00:00:00Z".parse().unwrap());
+        assert_eq!(data.len(), HEADER.len() + 2);
+        assert!(data.starts_with(b"PGCOPY\n\xff\r\n\0"));
+        assert!(data.ends_with(&[0xff, 0xff]));
+    }
+}
