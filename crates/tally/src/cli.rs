@@ -91,9 +91,10 @@ pub enum Command {
     ImportClaims {
         /// The CSV file (any size).
         file: PathBuf,
-        /// Claims stored per transaction (at most 10000).
-        #[arg(long, default_value_t = crate::import::MAX_BATCH)]
-        batch_size: usize,
+        /// Claims stored per transaction, at most 1000000 [default: 10000 on SQLite, 100000 on
+        /// PostgreSQL].
+        #[arg(long)]
+        batch_size: Option<usize>,
         /// Where rejected rows go (default: FILE.rejected.jsonl).
         #[arg(long)]
         rejects: Option<PathBuf>,
@@ -568,11 +569,9 @@ async fn dlq(platform: &Platform, cmd: DlqCommand) -> anyhow::Result<()> {
         DlqCommand::List { all } => {
             let mut count = 0;
             for consumer in bus.consumers() {
-                for letter in tally_bus::dead_letter::list(&consumer.db, all).await? {
-                    if letter.consumer == consumer.name {
-                        println!("{}", serde_json::to_string(&letter)?);
-                        count += 1;
-                    }
+                for letter in dead_letters(consumer, all).await? {
+                    println!("{}", serde_json::to_string(&letter)?);
+                    count += 1;
                 }
             }
             eprintln!("{count} dead letter(s)");
@@ -584,10 +583,9 @@ async fn dlq(platform: &Platform, cmd: DlqCommand) -> anyhow::Result<()> {
             for consumer in bus.consumers() {
                 let ids: Vec<String> = match &id {
                     Some(id) => vec![id.clone()],
-                    None => tally_bus::dead_letter::list(&consumer.db, false)
+                    None => dead_letters(consumer, false)
                         .await?
                         .into_iter()
-                        .filter(|l| l.consumer == consumer.name)
                         .map(|l| l.id)
                         .collect(),
                 };
@@ -613,6 +611,27 @@ async fn dlq(platform: &Platform, cmd: DlqCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every dead letter of `consumer`, oldest first, read page by page (with `all`, redriven ones
+/// too).
+async fn dead_letters(
+    consumer: &tally_bus::Consumer,
+    all: bool,
+) -> anyhow::Result<Vec<tally_bus::dead_letter::DeadLetter>> {
+    use tally_bus::dead_letter::{list_page, Page, LIST_LIMIT};
+    let mut letters = Vec::new();
+    let mut page = Some(Page {
+        consumer: Some(consumer.name.to_owned()),
+        after: None,
+        limit: LIST_LIMIT,
+    });
+    while let Some(current) = page {
+        let read = list_page(&consumer.db, &current, all).await?;
+        page = current.next(&read);
+        letters.extend(read);
+    }
+    Ok(letters)
 }
 
 async fn token(auth: &tally_db::Db, cmd: TokenCommand) -> anyhow::Result<()> {
