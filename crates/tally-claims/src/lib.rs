@@ -10,6 +10,7 @@ pub mod adapters;
 pub mod domain;
 
 pub use adapters::csv::{csv_rows, CsvRows};
+pub use adapters::imports::{file_sha256, FileImport};
 pub use adapters::json::json_rows;
 pub use adapters::routes::{router, Claims, ClaimsApi, TopProvidersRate};
 pub use adapters::store::{

@@ -343,6 +343,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::import::import_claims(&db, &file, batch_size, &rejects, progress).await;
             db.close().await;
             let report = report?;
+            match &report.earlier {
+                Some(earlier) if earlier.is_finished() => {
+                    println!(
+                        "already imported (started {}): accepted {}, rejected {}; nothing stored \
+                         now",
+                        earlier.started_at,
+                        earlier.accepted,
+                        earlier.rejected()
+                    );
+                    return Ok(());
+                }
+                Some(earlier) => println!(
+                    "resumed after row {} of an earlier import, which had accepted {}",
+                    earlier.rows_done, earlier.accepted
+                ),
+                None => {}
+            }
             println!(
                 "accepted {}, rejected {} in {:.1?} ({} rows/s)",
                 report.accepted,
@@ -350,6 +367,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.elapsed,
                 report.rows_per_second()
             );
+            if report.earlier.is_some() {
+                println!(
+                    "the whole file: accepted {}, rejected {}",
+                    report.accepted_in_all(),
+                    report.rejected_in_all()
+                );
+            }
             if let Some(path) = report.rejects {
                 println!("rejected rows: {}", path.display());
             }

@@ -6,7 +6,10 @@
 //! transactions' chunks in flight). A transaction holds `--batch-size` claims, written chunk by
 //! chunk through a [`BulkWriter`], which grows each provider's total once, at the commit.
 //! Transactions commit in file order, each only if every one before it did: what is stored is
-//! always a prefix of the file's good rows. On PostgreSQL the next transaction writes its claims
+//! always a prefix of the file's good rows, and each transaction records, in the same
+//! transaction, how many of the file's rows it covers (see [`tally_claims::adapters::imports`]):
+//! a file already imported stores nothing, and an import that stopped resumes after the rows its
+//! transactions covered. On PostgreSQL the next transaction writes its claims
 //! on a second connection while the previous one finishes, so both cores can work.
 //!
 //! Unlike `POST /claims`, which stores nothing when a row is bad, the importer stores every good
@@ -19,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tally_claims::adapters::imports;
 use tally_claims::adapters::store::MAX_BATCH_CLAIMS;
-use tally_claims::{BulkWriter, Claim, PreparedBatch, RowRejection};
+use tally_claims::{file_sha256, BulkWriter, Claim, FileImport, PreparedBatch, RowRejection};
 use tally_db::{Backend, Db};
 use tally_kernel::EventMeta;
 use tokio::sync::{mpsc, oneshot};
@@ -47,21 +51,38 @@ pub fn default_batch(backend: Backend) -> usize {
     }
 }
 
-/// A prepared chunk of claims, and whether its transaction commits after it.
+/// A prepared chunk of claims, whether its transaction commits after it, and how many of the
+/// file's data rows (accepted or rejected) it covers from the file's start.
 struct Chunk {
     batch: PreparedBatch,
     commits: bool,
+    rows_through: u64,
 }
 
 pub struct ImportReport {
+    /// Claims this run stored.
     pub accepted: u64,
+    /// Rows this run rejected.
     pub rejected: u64,
     pub elapsed: Duration,
-    /// Where the rejected rows were written (absent when every row was accepted).
+    /// Where the file's rejected rows were written (absent when every row was accepted).
     pub rejects: Option<PathBuf>,
+    /// How an earlier import of the same file content had left it, if there was one: finished
+    /// (this run stored nothing) or stopped part way (this run resumed after its rows).
+    pub earlier: Option<FileImport>,
 }
 
 impl ImportReport {
+    /// Claims of the file stored, by this run and the earlier ones.
+    pub fn accepted_in_all(&self) -> u64 {
+        self.accepted + self.earlier.as_ref().map_or(0, |e| e.accepted)
+    }
+
+    /// Rows of the file rejected, by this run and the earlier ones.
+    pub fn rejected_in_all(&self) -> u64 {
+        self.rejected + self.earlier.as_ref().map_or(0, FileImport::rejected)
+    }
+
     pub fn rows_per_second(&self) -> u64 {
         let rows = u128::from(self.accepted + self.rejected);
         let micros = self.elapsed.as_micros().max(1);
@@ -70,7 +91,8 @@ impl ImportReport {
 }
 
 /// Imports the claims CSV at `path`; `batch_size` claims a transaction (at most [`MAX_BATCH`];
-/// `None`: [`default_batch`]).
+/// `None`: [`default_batch`]). A file whose content was imported already stores nothing; one
+/// whose import stopped part way resumes after the rows done (see [`tally_claims::imports`]).
 pub async fn import_claims(
     db: &Db,
     path: &Path,
@@ -99,6 +121,24 @@ async fn import_in_chunks(
     show_progress: bool,
 ) -> anyhow::Result<ImportReport> {
     let started = Instant::now();
+    let hashed = path.to_owned();
+    let digest = tokio::task::spawn_blocking(move || file_sha256(&hashed))
+        .await
+        .context("the hashing thread failed")?
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let record = imports::begin(db, &digest, &name).await?;
+    let earlier = (record.rows_done > 0 || record.is_finished()).then(|| record.clone());
+    if record.is_finished() {
+        return Ok(ImportReport {
+            accepted: 0,
+            rejected: 0,
+            elapsed: started.elapsed(),
+            rejects: None,
+            earlier,
+        });
+    }
+    let skip = record.rows_done;
     let file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = if show_progress {
@@ -124,24 +164,37 @@ async fn import_in_chunks(
     let (reader_db, reader_meta) = (db.clone(), meta.clone());
     // The reader thread also prepares each chunk (ids, net fees, every row and event
     // serialized), so that the next one is ready while the database writes this one.
-    let parser = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        let rows = tally_claims::csv_rows(reader).context("the file is not a claims CSV")?;
-        let mut rejects = BufWriter::new(
-            File::create(&rejects_file)
-                .with_context(|| format!("failed to create {}", rejects_file.display()))?,
-        );
+    // Returns the rows it rejected, all the file's rows, and whether the rejects file has any.
+    let parser = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64, bool)> {
+        let mut rows = tally_claims::csv_rows(reader).context("the file is not a claims CSV")?;
+        let (rejects, kept) = open_rejects(&rejects_file, skip)?;
+        let mut rejects = BufWriter::new(rejects);
+        // The rows an earlier import did: their claims are stored, their rejects kept.
+        let mut row_count = 0;
+        while row_count < skip {
+            if rows.next().is_none() {
+                anyhow::bail!("the file has fewer rows than an earlier import of it did");
+            }
+            row_count += 1;
+        }
         let mut rejected = 0;
         // Claims of the current transaction already in earlier chunks.
         let mut in_transaction = 0;
         let mut chunk_size = max_chunk.min(batch_size);
         let mut chunk = Vec::with_capacity(chunk_size);
-        let send = |claims: Vec<Claim>, commits: bool| -> anyhow::Result<bool> {
+        let send = |claims: Vec<Claim>, commits: bool, rows_through: u64| -> anyhow::Result<bool> {
             let mut batch = tally_claims::prepare_batch(&reader_db, claims, &reader_meta)?;
             batch.release_claims();
+            let chunk = Chunk {
+                batch,
+                commits,
+                rows_through,
+            };
             // An error means the storing side stopped on an error, which it reports.
-            Ok(chunks.blocking_send(Chunk { batch, commits }).is_ok())
+            Ok(chunks.blocking_send(chunk).is_ok())
         };
         for row in rows {
+            row_count += 1;
             match row.context("the file could not be read to its end")? {
                 Ok(claim) => {
                     chunk.push(claim);
@@ -153,8 +206,8 @@ async fn import_in_chunks(
                         }
                         chunk_size = max_chunk.min(batch_size - in_transaction);
                         let full = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_size));
-                        if !send(full, commits)? {
-                            return Ok(rejected);
+                        if !send(full, commits, row_count)? {
+                            return Ok((rejected, row_count, kept + rejected > 0));
                         }
                     }
                 }
@@ -165,23 +218,27 @@ async fn import_in_chunks(
             }
         }
         if !chunk.is_empty() {
-            send(chunk, true)?;
+            send(chunk, true, row_count)?;
         }
         rejects.flush()?;
-        Ok(rejected)
+        Ok((rejected, row_count, kept + rejected > 0))
     });
 
     let mut accepted = 0;
     // One task per transaction. The next transaction starts writing while the previous one
     // finishes (on SQLite it waits for it to end instead), and commits only after it: with
     // `false` from its turn, it rolls back.
+    // Each transaction also moves the file's record from the rows the one before covered to
+    // its own last row.
     let mut in_flight: Option<tokio::task::JoinHandle<anyhow::Result<u64>>> = None;
     let mut previous_done: Option<oneshot::Receiver<bool>> = None;
+    let mut rows_fed = skip;
     while let Some(first) = incoming.recv().await {
-        let (feed, mut batches) = mpsc::channel::<PreparedBatch>(ahead);
+        let (feed, mut batches) = mpsc::channel::<(PreparedBatch, u64)>(ahead);
         let (done, done_rx) = oneshot::channel();
         let turn = previous_done.replace(done_rx);
         let task_db = db.clone();
+        let (digest, rows_from) = (digest.clone(), rows_fed);
         let task = tokio::spawn(async move {
             let stored = async {
                 let mut turn = turn;
@@ -193,12 +250,18 @@ async fn import_in_chunks(
                     anyhow::ensure!(take_turn(&mut turn).await, NOT_STORED);
                 }
                 let mut writer = BulkWriter::begin(&task_db).await?;
-                while let Some(batch) = batches.recv().await {
+                let mut rows_to = rows_from;
+                while let Some((batch, rows_through)) = batches.recv().await {
                     writer.write(&batch).await?;
+                    rows_to = rows_through;
                 }
                 if !take_turn(&mut turn).await {
                     writer.rollback().await?;
                     anyhow::bail!(NOT_STORED);
+                }
+                if !writer.advance_import(&digest, rows_from, rows_to).await? {
+                    writer.rollback().await?;
+                    anyhow::bail!(MOVED);
                 }
                 Ok(writer.commit().await? as u64)
             }
@@ -207,13 +270,15 @@ async fn import_in_chunks(
             stored
         });
         let mut commits = first.commits;
-        let mut open = feed.send(first.batch).await.is_ok();
+        rows_fed = first.rows_through;
+        let mut open = feed.send((first.batch, rows_fed)).await.is_ok();
         while open && !commits {
             let Some(chunk) = incoming.recv().await else {
                 break;
             };
             commits = chunk.commits;
-            open = feed.send(chunk.batch).await.is_ok();
+            rows_fed = chunk.rows_through;
+            open = feed.send((chunk.batch, rows_fed)).await.is_ok();
         }
         drop(feed);
         if let Some(previous) = in_flight.replace(task) {
@@ -229,9 +294,11 @@ async fn import_in_chunks(
     if let Some(last) = in_flight {
         accepted += stored(last, accepted).await?;
     }
-    let rejected = parser.await.context("the reader thread failed")??;
+    let (rejected, rows, any_rejects) = parser.await.context("the reader thread failed")??;
+    // The rows after the last claim were all rejected: the file is done.
+    anyhow::ensure!(imports::finish(db, &digest, rows_fed, rows).await?, MOVED);
     bar.finish_and_clear();
-    let rejects = if rejected > 0 {
+    let rejects = if any_rejects {
         Some(rejects_path.to_owned())
     } else {
         std::fs::remove_file(rejects_path).ok();
@@ -242,7 +309,36 @@ async fn import_in_chunks(
         rejected,
         elapsed: started.elapsed(),
         rejects,
+        earlier,
     })
+}
+
+/// Why a transaction, or the end of an import, stored nothing although the database worked.
+const MOVED: &str = "another import of the same file moved its progress meanwhile";
+
+/// The rejects file, ready to append to: when an earlier import did the first `rows_done` rows,
+/// it keeps the rejects of those (and how many), and drops any of later rows, which this run
+/// reads again.
+fn open_rejects(path: &Path, rows_done: u64) -> anyhow::Result<(File, u64)> {
+    let failed = || format!("failed to write {}", path.display());
+    let mut kept = Vec::new();
+    if rows_done > 0 {
+        if let Ok(earlier) = std::fs::read_to_string(path) {
+            for line in earlier.lines() {
+                let index = serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| v.get("index").and_then(serde_json::Value::as_u64));
+                if index.is_some_and(|i| i < rows_done) {
+                    kept.push(line.to_owned());
+                }
+            }
+        }
+    }
+    let mut file = File::create(path).with_context(failed)?;
+    for line in &kept {
+        writeln!(file, "{line}").with_context(failed)?;
+    }
+    Ok((file, kept.len() as u64))
 }
 
 /// Waits for the transaction before (if any, and if not waited for already) to end: `true` if it
@@ -372,4 +468,126 @@ mod tests {
         db.close().await;
     }
     tally_db::both_backends!(transactions_of_many_chunks_store_every_good_row_once);
+
+    async fn count(db: &Db, sql: &str) -> i64 {
+        sqlx::query(sql)
+            .fetch_one(db.reader())
+            .await
+            .unwrap()
+            .get::<i64, _>(0)
+    }
+
+    /// An import whose second transaction fails (a trigger refuses one claim) keeps its first
+    /// transaction and records the rows it covered; the next import of the file resumes after
+    /// them and stores every other good row once; a third one stores nothing. A transaction that
+    /// finds the record moved stores nothing.
+    async fn a_stopped_import_resumes_and_a_finished_one_is_not_repeated(backend: TestBackend) {
+        let Some(location) = TestLocation::new(backend).await else {
+            return;
+        };
+        let db = Db::open_and_migrate(&location.settings(), &tally_claims::SCHEMA)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("claims.csv");
+        let rejects = dir.path().join("rejects.jsonl");
+        let mut csv = String::from(HEADER);
+        let rows = 2_503u64;
+        for i in 0..rows {
+            let procedure = if i % 100 == 42 { "X0100" } else { "D0120" };
+            csv.push_str(&format!(
+                "3/28/18 0:00,{procedure},UR,G{i},S{i},{},${}.{:02},$1.00,$0.00,$0.00\n",
+                npi(i % 7),
+                1 + i % 50,
+                i % 100
+            ));
+        }
+        std::fs::write(&path, csv).unwrap();
+        let rejected = rows.div_ceil(100) - u64::from(rows % 100 <= 42);
+        let good = rows - rejected;
+        let refuse = match db.backend() {
+            Backend::Sqlite => {
+                "CREATE TRIGGER refuse BEFORE INSERT ON claims WHEN NEW.subscriber_number = 'S1500' \
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            }
+            Backend::Postgres => {
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF NEW.subscriber_number = 'S1500' THEN RAISE EXCEPTION 'refused'; END IF; \
+                 RETURN NEW; END $$; CREATE TRIGGER refuse BEFORE INSERT ON claims FOR EACH ROW \
+                 EXECUTE FUNCTION refuse()"
+            }
+        };
+        sqlx::raw_sql(refuse).execute(db.reader()).await.unwrap();
+
+        let import = || import_in_chunks(&db, &path, Some(1_000), 100, &rejects, false);
+        let failed = import().await;
+        assert!(failed.is_err(), "the refused claim stops the import");
+        // The first transaction held 1,000 claims: rows 0 to 1,009, ten of them rejected.
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM claims").await, 1_000);
+        let digest = file_sha256(&path).unwrap();
+        let record = imports::find(&db, &digest).await.unwrap().unwrap();
+        assert_eq!((record.rows_done, record.accepted), (1_010, 1_000));
+        assert!(!record.is_finished());
+
+        // A transaction that expects another starting point moves nothing.
+        let mut writer = BulkWriter::begin(&db).await.unwrap();
+        assert!(!writer.advance_import(&digest, 0, 5).await.unwrap());
+        writer.rollback().await.unwrap();
+
+        let drop = match db.backend() {
+            Backend::Sqlite => "DROP TRIGGER refuse",
+            Backend::Postgres => "DROP TRIGGER refuse ON claims",
+        };
+        sqlx::raw_sql(drop).execute(db.reader()).await.unwrap();
+        let resumed = import().await.unwrap();
+        assert_eq!(resumed.earlier.as_ref(), Some(&record));
+        assert_eq!(resumed.accepted, good - 1_000);
+        assert_eq!(resumed.rejected, rejected - 10);
+        assert_eq!(resumed.accepted_in_all(), good);
+        assert_eq!(resumed.rejected_in_all(), rejected);
+        let good = good as i64;
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM claims").await, good);
+        assert_eq!(
+            count(&db, "SELECT COUNT(DISTINCT subscriber_number) FROM claims").await,
+            good
+        );
+        assert_eq!(
+            count(&db, "SELECT CAST(SUM(entries) AS BIGINT) FROM outbox").await,
+            good
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT CAST(SUM(total_net_fee_minor) AS BIGINT) FROM provider_totals"
+            )
+            .await,
+            count(&db, "SELECT CAST(SUM(net_fee_minor) AS BIGINT) FROM claims").await
+        );
+        let finished = imports::find(&db, &digest).await.unwrap().unwrap();
+        assert_eq!((finished.rows_done, finished.accepted), (rows, good as u64));
+        assert!(finished.is_finished());
+        // The rejects file lists every rejected row of the file once.
+        let listed: Vec<u64> = std::fs::read_to_string(&rejects)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["index"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        let expected: Vec<u64> = (0..rows).filter(|i| i % 100 == 42).collect();
+        assert_eq!(listed, expected);
+
+        let again = import().await.unwrap();
+        assert_eq!(again.accepted, 0);
+        assert_eq!(again.earlier, Some(finished));
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM claims").await, good);
+        assert_eq!(
+            count(&db, "SELECT CAST(SUM(entries) AS BIGINT) FROM outbox").await,
+            good
+        );
+        db.close().await;
+    }
+    tally_db::both_backends!(a_stopped_import_resumes_and_a_finished_one_is_not_repeated);
 }

@@ -21,7 +21,7 @@ use tally_db::{classify, Backend, Db, DbErrorKind, PgTx, ServiceSchema, WriteTx}
 use tally_kernel::time;
 use tally_kernel::{EventMeta, Money};
 
-use super::copy;
+use super::{copy, imports};
 use crate::domain::{self, AcceptedClaim, Claim, CURRENCY};
 use crate::SERVICE;
 
@@ -276,6 +276,45 @@ impl BulkWriter {
     /// How many claims the batches written so far hold.
     pub fn claims(&self) -> usize {
         self.claims
+    }
+
+    /// Moves the import of the file with digest `file_sha256` (see [`imports`]) from `rows_from`
+    /// rows done to `rows_to`, adding the claims written so far to its accepted ones, in this
+    /// transaction. `false`, with nothing changed, when its record no longer says `rows_from`
+    /// (another import of the file moved it) or it is finished.
+    pub async fn advance_import(
+        &mut self,
+        file_sha256: &str,
+        rows_from: u64,
+        rows_to: u64,
+    ) -> Result<bool, sqlx::Error> {
+        let now = time::to_db(time::now());
+        let (to, claims, from) = (
+            imports::signed(rows_to)?,
+            imports::signed(self.claims as u64)?,
+            imports::signed(rows_from)?,
+        );
+        let moved = match &mut self.tx {
+            Tx::Postgres(tx) => sqlx::query(imports::ADVANCE)
+                .bind(to)
+                .bind(claims)
+                .bind(&now)
+                .bind(file_sha256)
+                .bind(from)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            Tx::Portable(tx) => sqlx::query(imports::ADVANCE)
+                .bind(to)
+                .bind(claims)
+                .bind(&now)
+                .bind(file_sha256)
+                .bind(from)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+        };
+        Ok(moved == 1)
     }
 
     /// Grows the providers' totals (in NPI order, so that two writers never deadlock) and

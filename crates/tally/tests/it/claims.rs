@@ -268,5 +268,32 @@ async fn import_claims_streams_a_file_while_the_server_runs(backend: Backend) {
         payables.iter().all(|p| p.raw("amount") == "2.50"),
         "each payable is the net fee"
     );
+
+    // The same file again stores nothing: its content was imported already.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(server.db_args())
+        .arg("import-claims")
+        .arg(dir.path().join("payer.csv"))
+        .output()
+        .expect("run tally import-claims again");
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("already imported (started 20")
+            && stdout.contains(&format!(
+                "accepted {}, rejected {rejected}",
+                rows - rejected
+            )),
+        "{stdout}"
+    );
+    let claims: i64 = api
+        .get("/providers/top?limit=100")
+        .await
+        .expect(200, "GET /providers/top")
+        .list("providers")
+        .iter()
+        .map(|p| p.i64("claim_count"))
+        .sum();
+    assert_eq!(claims as u64, rows - rejected, "nothing stored twice");
 }
 on_both_backends!(import_claims_streams_a_file_while_the_server_runs: import_claims_sqlite, import_claims_postgres);
