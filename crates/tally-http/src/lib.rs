@@ -8,6 +8,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod metrics;
 pub mod problem;
+pub mod testing;
 
 pub use amount::{AmountInput, AmountOutput};
 pub use app::{HttpSettings, Platform};

@@ -2,8 +2,7 @@
 //! (whose answers hold a patient's details), cancels with a reason, refuses, meets a failing
 //! directory and fails (a 500) is captured at TRACE level and searched for that data.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use serde_json::json;
@@ -12,21 +11,6 @@ use tally_db::testing::TestBackend;
 
 use crate::directory::{patients_server, ACTIVE, BROKEN, TOKEN};
 use crate::{app_over, booking, FakeDirectory};
-
-/// Log output collected in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Values that must never appear in a log: the patient's details as the directory answers
 /// them, and a cancellation reason.
@@ -48,15 +32,8 @@ async fn the_service_logs_no_patient_data(backend: TestBackend) {
     let Some(app) = app_over(backend, CareSettings::default(), directory, fake).await else {
         return;
     };
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    // The runtime has one thread: the service's tasks run where this default applies.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // The runtime has one thread: the service's tasks run on the thread that captures.
+    let capture = tally_http::testing::LogCapture::start();
     tracing::info!("capture started");
 
     let physician = app.physician().await;
@@ -105,7 +82,7 @@ async fn the_service_logs_no_patient_data(backend: TestBackend) {
         StatusCode::INTERNAL_SERVER_ERROR
     );
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.contains("capture started"), "the capture works");
     assert!(
         logs.contains("the patient directory failed"),
