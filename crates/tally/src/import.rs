@@ -92,7 +92,8 @@ impl ImportReport {
 
 /// Imports the claims CSV at `path`; `batch_size` claims a transaction (at most [`MAX_BATCH`];
 /// `None`: [`default_batch`]). A file whose content was imported already stores nothing; one
-/// whose import stopped part way resumes after the rows done (see [`tally_claims::adapters::imports`]).
+/// whose import stopped part way resumes after the rows done (see
+/// [`tally_claims::adapters::imports`]).
 pub async fn import_claims(
     db: &Db,
     path: &Path,
