@@ -289,14 +289,8 @@ async fn append_sqlite(tx: &mut WriteTx, rows: &[Row], first_seq: i64) -> Result
     let mut rows = rows.iter();
     let mut seq = first_seq;
     for size in sizes {
-        let partial;
-        let sql: &str = if size == FULL.0 {
-            &FULL.1
-        } else {
-            partial = insert_rows_sqlite(size);
-            &partial
-        };
-        let mut query = sqlx::query(sql);
+        let sql = tally_db::sqlite_statement(size, &FULL, insert_rows_sqlite);
+        let mut query = sqlx::query(&sql);
         for row in rows.by_ref().take(size) {
             query = query
                 .bind(row.id.as_str())

@@ -307,6 +307,21 @@ pub fn sqlite_statement_sizes(rows: usize, params_per_row: usize) -> impl Iterat
     )
 }
 
+/// The SQL of a multi-row statement of `rows` rows on SQLite: `full`, the statement of
+/// [`sqlite_rows_per_statement`] rows that the caller built once, when it has that many rows,
+/// else `build(rows)`.
+pub fn sqlite_statement(
+    rows: usize,
+    full: &(usize, String),
+    build: impl Fn(usize) -> String,
+) -> Cow<'_, str> {
+    if rows == full.0 {
+        Cow::Borrowed(&full.1)
+    } else {
+        Cow::Owned(build(rows))
+    }
+}
+
 /// The `VALUES` list of a multi-row statement for SQLite: `rows` groups of `params_per_row`
 /// anonymous parameters, `(?, ?), (?, ?)`. sqlx binds anonymous parameters in order without
 /// asking SQLite their names, which costs a search through the statement's named parameters

@@ -389,6 +389,27 @@ mod tests {
         format!("{nine}{check}")
     }
 
+    /// A payer file of `rows` rows over 7 providers, row `i` with subscriber `S{i}`; the rows
+    /// with `i % 100 == 42` have a refused procedure code.
+    fn write_rows(path: &Path, rows: u64) {
+        let mut csv = String::from(HEADER);
+        for i in 0..rows {
+            let procedure = if i % 100 == 42 { "X0100" } else { "D0120" };
+            csv.push_str(&format!(
+                "3/28/18 0:00,{procedure},UR,G{i},S{i},{},${}.{:02},$1.00,$0.00,$0.00\n",
+                npi(i % 7),
+                1 + i % 50,
+                i % 100
+            ));
+        }
+        std::fs::write(path, csv).unwrap();
+    }
+
+    /// The refused rows among the first `rows` of [`write_rows`].
+    fn refused_in(rows: u64) -> u64 {
+        rows.div_ceil(100) - u64::from(rows % 100 <= 42)
+    }
+
     /// 2,503 rows, every 100th refused, imported 1,000 claims a transaction in chunks of 100:
     /// transactions of many chunks, the last one partial. Every good row is stored once, each
     /// provider's total is the sum over its claims, and the log holds one event per claim.
@@ -401,18 +422,8 @@ mod tests {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("claims.csv");
-        let mut csv = String::from(HEADER);
         let rows = 2_503u64;
-        for i in 0..rows {
-            let procedure = if i % 100 == 42 { "X0100" } else { "D0120" };
-            csv.push_str(&format!(
-                "3/28/18 0:00,{procedure},UR,G{i},S{i},{},${}.{:02},$1.00,$0.00,$0.00\n",
-                npi(i % 7),
-                1 + i % 50,
-                i % 100
-            ));
-        }
-        std::fs::write(&path, csv).unwrap();
+        write_rows(&path, rows);
         let report = import_in_chunks(
             &db,
             &path,
@@ -423,24 +434,14 @@ mod tests {
         )
         .await
         .unwrap();
-        let rejected = rows.div_ceil(100) - u64::from(rows % 100 <= 42);
+        let rejected = refused_in(rows);
         assert_eq!(report.rejected, rejected);
         assert_eq!(report.accepted, rows - rejected);
 
-        let count = |sql: &'static str| {
-            let db = db.clone();
-            async move {
-                sqlx::query(sql)
-                    .fetch_one(db.reader())
-                    .await
-                    .unwrap()
-                    .get::<i64, _>(0)
-            }
-        };
         let accepted = report.accepted as i64;
-        assert_eq!(count("SELECT COUNT(*) FROM claims").await, accepted);
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM claims").await, accepted);
         assert_eq!(
-            count("SELECT CAST(SUM(entries) AS BIGINT) FROM outbox").await,
+            count(&db, "SELECT CAST(SUM(entries) AS BIGINT) FROM outbox").await,
             accepted
         );
         let by_provider = |sql: &'static str| {
@@ -492,19 +493,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("claims.csv");
         let rejects = dir.path().join("rejects.jsonl");
-        let mut csv = String::from(HEADER);
         let rows = 2_503u64;
-        for i in 0..rows {
-            let procedure = if i % 100 == 42 { "X0100" } else { "D0120" };
-            csv.push_str(&format!(
-                "3/28/18 0:00,{procedure},UR,G{i},S{i},{},${}.{:02},$1.00,$0.00,$0.00\n",
-                npi(i % 7),
-                1 + i % 50,
-                i % 100
-            ));
-        }
-        std::fs::write(&path, csv).unwrap();
-        let rejected = rows.div_ceil(100) - u64::from(rows % 100 <= 42);
+        write_rows(&path, rows);
+        let rejected = refused_in(rows);
         let good = rows - rejected;
         let refuse = match db.backend() {
             Backend::Sqlite => {

@@ -588,14 +588,8 @@ async fn insert_claims_sqlite(
     });
     let mut done = 0;
     for size in tally_db::sqlite_statement_sizes(accepted.len(), 14) {
-        let partial;
-        let sql: &str = if size == FULL.0 {
-            &FULL.1
-        } else {
-            partial = insert_claims_sqlite_sql(size);
-            &partial
-        };
-        let mut query = sqlx::query(sql);
+        let sql = tally_db::sqlite_statement(size, &FULL, insert_claims_sqlite_sql);
+        let mut query = sqlx::query(&sql);
         for (a, row) in accepted[done..done + size]
             .iter()
             .zip(&rows[done..done + size])
@@ -646,14 +640,8 @@ async fn upsert_totals_sqlite(
     for size in tally_db::sqlite_statement_sizes(totals.len(), 4) {
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
-        let partial;
-        let sql: &str = if size == FULL.0 {
-            &FULL.1
-        } else {
-            partial = upsert_totals_sqlite_sql(size);
-            &partial
-        };
-        let mut query = sqlx::query(sql);
+        let sql = tally_db::sqlite_statement(size, &FULL, upsert_totals_sqlite_sql);
+        let mut query = sqlx::query(&sql);
         for (npi, net_fee_minor, claim_count) in chunk {
             query = query
                 .bind(npi.as_str())
