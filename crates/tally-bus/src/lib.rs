@@ -12,8 +12,10 @@ pub mod dead_letter;
 pub mod log;
 pub mod outbox;
 mod packed;
+pub mod rows;
 pub mod runtime;
 
 pub use consumer::{Consumer, Handler, HandlerError};
 pub use packed::PACKED_EVENTS;
+pub use rows::RowEvents;
 pub use runtime::{BusSettings, EmbeddedBus};

@@ -4,7 +4,8 @@ use sqlx::Row as _;
 use tally_db::Db;
 use tally_kernel::Envelope;
 
-use crate::packed;
+use crate::packed::{self, Decoded};
+use crate::rows::RowEvents;
 
 /// One event at its position in a log. An entry whose stored text is not a valid envelope is
 /// still returned (with the parse error), so that a consumer can park it in its dead letters
@@ -18,9 +19,23 @@ pub struct LogEntry {
     pub envelope: Result<Envelope, String>,
 }
 
-/// Up to `limit` events after position `after`, in order. Packed rows are expanded: each of
-/// their events is an entry at its own position.
+/// Up to `limit` events after position `after`, in order, of a log whose events are all in it
+/// (none read from rows): [`read_after_with`] without row sources.
 pub async fn read_after(db: &Db, after: i64, limit: i64) -> Result<Vec<LogEntry>, sqlx::Error> {
+    read_after_with(db, &[], after, limit).await
+}
+
+/// Up to `limit` events after position `after`, in order. Packed rows are expanded: each of
+/// their events is an entry at its own position. Events read from rows (see [`crate::rows`])
+/// are built from the rows of their source in `sources`; a log naming a source not given is an
+/// error, so that a reader that cannot build those events stops before them instead of passing
+/// them by.
+pub async fn read_after_with(
+    db: &Db,
+    sources: &[RowEvents],
+    after: i64,
+    limit: i64,
+) -> Result<Vec<LogEntry>, sqlx::Error> {
     // From the row holding position `after` (a packed row may hold positions past it too), then
     // the rows after it: each found by one probe of the `seq` index.
     let rows = sqlx::query(
@@ -43,7 +58,7 @@ pub async fn read_after(db: &Db, after: i64, limit: i64) -> Result<Vec<LogEntry>
         let id: String = row.try_get(2)?;
         let topic: String = row.try_get(3)?;
         let raw: String = row.try_get(4)?;
-        if count <= 1 {
+        if count <= 1 && !packed::is_packed(&raw) {
             if seq > after {
                 let envelope =
                     serde_json::from_str(&raw).map_err(|e| format!("not a valid envelope: {e}"));
@@ -58,8 +73,37 @@ pub async fn read_after(db: &Db, after: i64, limit: i64) -> Result<Vec<LogEntry>
             continue;
         }
         let wanted = |position: i64| position > after;
-        match packed::decode(&raw, count as usize) {
-            Ok(events) => {
+        let decoded = match packed::decode_any(&raw, count as usize) {
+            Ok(Decoded::Rows { shared, rows }) => {
+                // Only the rows of the positions wanted are read.
+                let from =
+                    usize::try_from(after.saturating_add(1).saturating_sub(seq)).unwrap_or(0);
+                let to = (count as usize).min(from + (limit - entries.len()));
+                if from >= to {
+                    continue;
+                }
+                let source = sources
+                    .iter()
+                    .find(|s| s.source == rows.source)
+                    .ok_or_else(|| {
+                        sqlx::Error::Protocol(format!(
+                            "the {} log holds events read from rows of {}, which this reader \
+                             was not given",
+                            db.service(),
+                            rows.source
+                        ))
+                    })?;
+                let first = seq + from as i64;
+                source
+                    .read(db, &shared, &rows, from, to)
+                    .await?
+                    .map(|events| (first, events))
+            }
+            Ok(Decoded::Events(events)) => Ok((seq, events)),
+            Err(error) => Err(error),
+        };
+        match decoded {
+            Ok((seq, events)) => {
                 for (position, event) in (seq..).zip(events) {
                     if entries.len() >= limit {
                         break;

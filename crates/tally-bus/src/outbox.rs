@@ -8,6 +8,8 @@ use tally_kernel::event::DomainEvent;
 use tally_kernel::{Envelope, EventMeta};
 
 use crate::packed;
+use crate::rows::RowEvents;
+use uuid::Uuid;
 
 /// Writes `events` to the outbox of `db` inside `tx`. They become visible to consumers when `tx`
 /// commits, and never otherwise.
@@ -200,6 +202,65 @@ pub fn prepare_publish_packed<E: DomainEvent>(
         rows,
         chunks: Vec::new(),
     })
+}
+
+/// The outbox row of `count` events of `rows`' type published by `source` as `meta` says, read
+/// from the rows with the ids from `first_row` on, which the same transaction writes (see
+/// [`crate::rows`]): the run's ids must be consecutive, as [`tally_kernel::id::new_v7_run`]
+/// makes them, and the rows must never change afterwards. The row holds no event data: the log
+/// reader builds the events from the rows.
+pub fn prepare_publish_rows(
+    db: &Db,
+    source: &str,
+    meta: &EventMeta,
+    rows: &RowEvents,
+    first_row: Uuid,
+    count: usize,
+) -> Result<Prepared, sqlx::Error> {
+    let mut prepared = Prepared {
+        backend: db.backend(),
+        rows: Vec::new(),
+        chunks: Vec::new(),
+    };
+    if count == 0 {
+        return Ok(prepared);
+    }
+    let fits = first_row
+        .as_u128()
+        .checked_add(count as u128)
+        .is_some_and(|end| end >> 32 == first_row.as_u128() >> 32);
+    if !fits {
+        return Err(sqlx::Error::Protocol(format!(
+            "a run of {count} rows from {first_row} does not fit in its ids' counter"
+        )));
+    }
+    let now = tally_kernel::time::now();
+    let first_event = tally_kernel::id::new_v7_run(count)
+        .next()
+        .unwrap_or_else(tally_kernel::id::new_v7);
+    let shared = packed::Shared {
+        event_type: rows.event_type,
+        version: rows.version,
+        source,
+        aggregate_type: rows.aggregate_type,
+        occurred_at: now,
+        correlation_id: meta.correlation_id.as_str(),
+        causation_id: meta.causation_id.as_str(),
+    };
+    let reference = packed::RowsRef {
+        source: rows.source,
+        first_row,
+        first_event,
+    };
+    prepared.rows.push(Row {
+        id: tally_kernel::id::new_v7().to_string(),
+        topic: rows.event_type.to_owned(),
+        partition_key: first_row.to_string(),
+        envelope: packed::encode_rows(shared, reference).map_err(encode_error)?,
+        created_at: tally_kernel::time::to_db(now),
+        entries: count as i64,
+    });
+    Ok(prepared)
 }
 
 impl Prepared {

@@ -9,6 +9,10 @@
 //! data's fields ([`DomainEvent::data_fields`]), the row holds them once, as
 //! `"fields": [name, ...]` after `"packed"`, and each event's data as the array of its values in
 //! that order: the reader zips them back into the object.
+//!
+//! A row of events read from rows (see [`crate::rows`]) holds, instead of `"events"`,
+//! `"rows": {source, first_row, first_event}`: its events are built from the rows of `source`
+//! with the ids from `first_row` on, one per position, and get the ids from `first_event` on.
 
 use serde::{Deserialize, Serialize};
 use tally_kernel::event::DomainEvent;
@@ -22,15 +26,23 @@ pub const PACKED_EVENTS: usize = 256;
 
 /// What the events of a packed row share.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
-struct Shared<S> {
+pub(crate) struct Shared<S> {
     #[serde(rename = "type")]
-    event_type: S,
-    version: u32,
-    source: S,
-    aggregate_type: S,
-    occurred_at: Timestamp,
-    correlation_id: S,
-    causation_id: S,
+    pub event_type: S,
+    pub version: u32,
+    pub source: S,
+    pub aggregate_type: S,
+    pub occurred_at: Timestamp,
+    pub correlation_id: S,
+    pub causation_id: S,
+}
+
+/// The run of rows whose events a packed row holds by reference (see [`crate::rows`]).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct RowsRef<S> {
+    pub source: S,
+    pub first_row: Uuid,
+    pub first_event: Uuid,
 }
 
 impl<'a> Shared<&'a str> {
@@ -58,7 +70,42 @@ struct PackedIn {
     packed: Shared<String>,
     #[serde(default)]
     fields: Option<Vec<String>>,
-    events: Vec<(Uuid, String, serde_json::Value)>,
+    #[serde(default)]
+    events: Option<Vec<(Uuid, String, serde_json::Value)>>,
+    #[serde(default)]
+    rows: Option<RowsRef<String>>,
+}
+
+#[derive(Serialize)]
+struct RowsOut<'a> {
+    packed: Shared<&'a str>,
+    rows: RowsRef<&'a str>,
+}
+
+/// What a packed row holds: its events, or the rows they are read from.
+pub(crate) enum Decoded {
+    Events(Vec<Envelope>),
+    Rows {
+        shared: Shared<String>,
+        rows: RowsRef<String>,
+    },
+}
+
+/// Whether an outbox row's text is a packed row (of any number of entries).
+pub(crate) fn is_packed(text: &str) -> bool {
+    text.starts_with("{\"packed\":")
+}
+
+/// The envelope column of a packed row naming the run of rows of `rows.source` its events are
+/// read from (see [`crate::rows`]).
+pub(crate) fn encode_rows(
+    shared: Shared<&str>,
+    rows: RowsRef<&str>,
+) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&RowsOut {
+        packed: shared,
+        rows,
+    })
 }
 
 /// Splits `events` into runs that may share one row: consecutive events with the same shared
@@ -160,20 +207,33 @@ pub(crate) fn encode_events<E: DomainEvent>(
     Ok(())
 }
 
-/// The envelopes of a packed row, in order; exactly `entries` of them.
+/// The envelopes of a packed row holding its events, in order; exactly `entries` of them.
+#[cfg(test)]
 pub(crate) fn decode(text: &str, entries: usize) -> Result<Vec<Envelope>, String> {
+    match decode_any(text, entries)? {
+        Decoded::Events(events) => Ok(events),
+        Decoded::Rows { .. } => Err("a packed row of rows holds no events".to_owned()),
+    }
+}
+
+/// A packed row's envelopes (exactly `entries` of them, in order), or the rows it names.
+pub(crate) fn decode_any(text: &str, entries: usize) -> Result<Decoded, String> {
     let packed: PackedIn =
         serde_json::from_str(text).map_err(|e| format!("not a valid packed row: {e}"))?;
-    if packed.events.len() != entries {
+    let shared = packed.packed;
+    let events = match (packed.events, packed.rows) {
+        (Some(events), None) => events,
+        (None, Some(rows)) => return Ok(Decoded::Rows { shared, rows }),
+        _ => return Err("a packed row holds either events or rows".to_owned()),
+    };
+    if events.len() != entries {
         return Err(format!(
             "a packed row of {entries} entries holds {} events",
-            packed.events.len()
+            events.len()
         ));
     }
-    let shared = packed.packed;
     let fields = packed.fields;
-    packed
-        .events
+    events
         .into_iter()
         .map(|(id, aggregate_id, data)| {
             let data = match &fields {
@@ -193,7 +253,8 @@ pub(crate) fn decode(text: &str, entries: usize) -> Result<Vec<Envelope>, String
                 data,
             })
         })
-        .collect()
+        .collect::<Result<_, String>>()
+        .map(Decoded::Events)
 }
 
 /// An event's data written as the array of its values: the object of `fields` and them.

@@ -7,6 +7,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::{Consumer, HandlerError};
+use crate::rows::RowEvents;
 use crate::{dead_letter, log, outbox};
 
 #[derive(Debug, Clone)]
@@ -37,11 +38,13 @@ impl Default for BusSettings {
     }
 }
 
-/// A service's log as the bus sees it: its database and the topics it publishes.
+/// A service's log as the bus sees it: its database, the topics it publishes and how the
+/// events it publishes by reference are read from its rows (see [`crate::rows`]).
 #[derive(Clone)]
 pub struct Log {
     pub db: Db,
     pub publishes: &'static [&'static str],
+    pub rows: &'static [RowEvents],
 }
 
 /// The bus of one process. Built by the binary from the services it runs.
@@ -61,7 +64,21 @@ impl EmbeddedBus {
     }
 
     pub fn add_log(&mut self, db: Db, publishes: &'static [&'static str]) {
-        self.logs.push(Log { db, publishes });
+        self.add_log_with_rows(db, publishes, &[]);
+    }
+
+    /// [`EmbeddedBus::add_log`] for a service that publishes events by reference to its rows.
+    pub fn add_log_with_rows(
+        &mut self,
+        db: Db,
+        publishes: &'static [&'static str],
+        rows: &'static [RowEvents],
+    ) {
+        self.logs.push(Log {
+            db,
+            publishes,
+            rows,
+        });
     }
 
     pub fn add_consumer(&mut self, consumer: Consumer) {
@@ -101,7 +118,7 @@ impl EmbeddedBus {
                 for log in self.sources_of(consumer) {
                     tasks.spawn(consume_loop(
                         consumer.clone(),
-                        log.db.clone(),
+                        log.clone(),
                         self.settings.clone(),
                         shutdown.clone(),
                     ));
@@ -147,10 +164,11 @@ async fn sequence_loop(db: Db, settings: BusSettings, shutdown: CancellationToke
 
 async fn consume_loop(
     consumer: Consumer,
-    source: Db,
+    source_log: Log,
     settings: BusSettings,
     shutdown: CancellationToken,
 ) {
+    let source = &source_log.db;
     let source_name = source.service();
     let mut commits = source.subscribe_commits();
     let mut position = loop {
@@ -172,7 +190,14 @@ async fn consume_loop(
     );
     loop {
         commits.borrow_and_update();
-        let batch = match log::read_after(&source, position, settings.batch_size).await {
+        let batch = match log::read_after_with(
+            source,
+            source_log.rows,
+            position,
+            settings.batch_size,
+        )
+        .await
+        {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(consumer = consumer.name, error = %e, "failed to read the log");

@@ -685,27 +685,30 @@ async fn token(auth: &tally_db::Db, cmd: TokenCommand) -> anyhow::Result<()> {
 }
 
 async fn tail(platform: &Platform, from_start: bool, service: Option<&str>) -> anyhow::Result<()> {
+    // The bus's logs: each with the row sources its events by reference are read from.
     let logs: Vec<_> = platform
-        .databases()
-        .into_iter()
-        .filter(|db| service.is_none_or(|s| s == db.service()))
+        .bus(1)
+        .logs()
+        .iter()
+        .filter(|log| service.is_none_or(|s| s == log.db.service()))
+        .cloned()
         .collect();
     if logs.is_empty() {
         anyhow::bail!("no service named {}", service.unwrap_or_default());
     }
     let mut positions = Vec::with_capacity(logs.len());
-    for db in &logs {
+    for log in &logs {
         positions.push(if from_start {
             0
         } else {
-            tally_bus::log::head(db).await?
+            tally_bus::log::head(&log.db).await?
         });
     }
     let mut out = std::io::stdout();
     loop {
         let mut idle = true;
-        for (db, position) in logs.iter().zip(positions.iter_mut()) {
-            for entry in tally_bus::log::read_after(db, *position, 500).await? {
+        for (log, position) in logs.iter().zip(positions.iter_mut()) {
+            for entry in tally_bus::log::read_after_with(&log.db, log.rows, *position, 500).await? {
                 writeln!(out, "{}", entry.raw)?;
                 *position = entry.seq;
                 idle = false;

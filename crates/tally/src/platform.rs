@@ -128,7 +128,11 @@ impl Platform {
         bus.add_log(self.wallets.clone(), tally_wallets::PUBLISHES);
         bus.add_log(self.reporting.clone(), &[]);
         bus.add_log(self.billing.clone(), tally_billing::PUBLISHES);
-        bus.add_log(self.claims.clone(), tally_claims::PUBLISHES);
+        bus.add_log_with_rows(
+            self.claims.clone(),
+            tally_claims::PUBLISHES,
+            &tally_claims::ROW_EVENTS,
+        );
         bus.add_log(self.patients.clone(), tally_patients::PUBLISHES);
         bus.add_log(self.care.clone(), tally_care::PUBLISHES);
         bus.add_log(self.notifications.clone(), tally_notifications::PUBLISHES);

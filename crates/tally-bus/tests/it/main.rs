@@ -11,7 +11,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::Row as _;
 use tally_bus::consumer::Applied;
 use tally_bus::dead_letter::{self, RedriveOutcome};
-use tally_bus::{outbox, BusSettings, Consumer, EmbeddedBus, Handler, HandlerError};
+use tally_bus::{outbox, BusSettings, Consumer, EmbeddedBus, Handler, HandlerError, RowEvents};
 use tally_db::testing::{TestBackend, TestLocation};
 use tally_db::{both_backends, Backend, Db, ServiceSchema, WriteTx};
 use tally_kernel::event::{DomainEvent, EventMeta};
@@ -31,7 +31,8 @@ fn schema(name: &'static str) -> ServiceSchema {
         locking: true,
         no_tx: false,
     };
-    let sql = "CREATE TABLE effects (id TEXT PRIMARY KEY, n BIGINT NOT NULL)";
+    let sql = "CREATE TABLE effects (id TEXT PRIMARY KEY, n BIGINT NOT NULL); \
+               CREATE TABLE notes (id TEXT PRIMARY KEY, n BIGINT NOT NULL)";
     ServiceSchema {
         name,
         sqlite: migration(sql),
@@ -132,8 +133,19 @@ impl Handler for Counter {
 /// Runs the bus with one source log and one consumer until the consumer has reached `position`
 /// (failing after 15 s), then shuts it down.
 async fn run_until(source: &Db, consumer: &Consumer, settings: BusSettings, position: i64) {
+    run_until_with(source, &[], consumer, settings, position).await;
+}
+
+/// [`run_until`] for a source log publishing events read from its `rows`.
+async fn run_until_with(
+    source: &Db,
+    rows: &'static [RowEvents],
+    consumer: &Consumer,
+    settings: BusSettings,
+    position: i64,
+) {
     let mut bus = EmbeddedBus::new(settings);
-    bus.add_log(source.clone(), &["note.written"]);
+    bus.add_log_with_rows(source.clone(), &["note.written"], rows);
     bus.add_consumer(consumer.clone());
     let shutdown = CancellationToken::new();
     let mut tasks = bus.spawn(true, shutdown.clone());
@@ -604,6 +616,166 @@ async fn an_unreadable_packed_row_parks_each_of_its_events(backend: TestBackend)
         .all(|d| d.error.contains("not a valid packed row")));
 }
 both_backends!(an_unreadable_packed_row_parks_each_of_its_events);
+
+/// Notes read from the `notes` table: a note's id is its row's, its data `{n, poison: false}`.
+static NOTE_ROWS: [RowEvents; 1] = [RowEvents {
+    source: "notes",
+    event_type: "note.written",
+    version: 1,
+    aggregate_type: "note",
+    sqlite: "SELECT n FROM notes WHERE id >= $1 AND id < $2 ORDER BY id",
+    postgres: "SELECT n FROM notes WHERE id >= $1 AND id < $2 ORDER BY id",
+    event: note_from_row,
+}];
+
+fn note_from_row(
+    row: &sqlx::any::AnyRow,
+    _: Backend,
+) -> Result<(String, serde_json::Value), sqlx::Error> {
+    let n: i64 = row.try_get(0)?;
+    let note = Note(u32::try_from(n).unwrap(), false);
+    Ok((note.aggregate_id(), note.data()))
+}
+
+/// Writes notes `from..from + n` (consecutive ids) and the outbox row naming them in one
+/// transaction, committed or not. Returns the notes' first id.
+async fn write_note_rows(db: &Db, from: u32, n: u32, commit: bool) -> uuid::Uuid {
+    let ids: Vec<uuid::Uuid> = tally_kernel::id::new_v7_run(n as usize).collect();
+    let mut tx = db.begin_write().await.unwrap();
+    for (id, note) in ids.iter().zip(from..) {
+        sqlx::query("INSERT INTO notes (id, n) VALUES ($1, $2)")
+            .bind(id.to_string())
+            .bind(i64::from(note))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    let meta = EventMeta::from_request("rows");
+    outbox::prepare_publish_rows(db, "source", &meta, &NOTE_ROWS[0], ids[0], ids.len())
+        .unwrap()
+        .append(&mut tx)
+        .await
+        .unwrap();
+    if commit {
+        db.commit(tx).await.unwrap();
+    } else {
+        tx.rollback().await.unwrap();
+    }
+    ids[0]
+}
+
+/// Events read from rows: one outbox row names a run of rows written by its transaction (none
+/// when it rolls back), and the log reads one event per row and position, with ids of its own
+/// that read the same every time, from any position with any page size. A reader not given the
+/// rows' source fails instead of passing the events by; a consumer applies each event once, and
+/// again nothing when the events are delivered a second time.
+async fn events_read_from_rows_are_one_per_row_and_applied_once(backend: TestBackend) {
+    let Some(Fixture {
+        _loc,
+        source,
+        sink,
+        counter,
+        consumer,
+    }) = fixture(backend).await
+    else {
+        return;
+    };
+    write_note_rows(&source, 0, 300, true).await;
+    write_note_rows(&source, 5_000, 50, false).await;
+    publish(&source, &[event(300, false)]).await;
+    write_note_rows(&source, 301, 5, true).await;
+    let n = 306;
+    let rows: i64 = sqlx::query("SELECT COUNT(*) FROM outbox")
+        .fetch_one(source.reader())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 3, "a run of rows takes one outbox row");
+    sequence_all(&source).await;
+    assert_eq!(tally_bus::log::head(&source).await.unwrap(), n);
+
+    let log = tally_bus::log::read_after_with(&source, &NOTE_ROWS, 0, n + 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        log.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=n).collect::<Vec<_>>()
+    );
+    let mut ids = std::collections::HashSet::new();
+    for (entry, note) in log.iter().zip(0u32..) {
+        let envelope = entry.envelope.as_ref().unwrap();
+        assert_eq!(envelope.event_type, "note.written");
+        assert_eq!(envelope.source, "source");
+        assert_eq!(envelope.aggregate_id, note.to_string());
+        assert_eq!(envelope.data, Note(note, false).data());
+        assert_eq!(entry.id, envelope.id.to_string());
+        assert_eq!(entry.raw, serde_json::to_string(envelope).unwrap());
+        assert!(ids.insert(envelope.id), "every event has its own id");
+    }
+    for after in [0, 1, 150, 299, 300, 301, 303, 306] {
+        for limit in [1, 7, 300] {
+            let page = tally_bus::log::read_after_with(&source, &NOTE_ROWS, after, limit)
+                .await
+                .unwrap();
+            let expected: Vec<_> = log
+                .iter()
+                .skip(after as usize)
+                .take(limit as usize)
+                .map(|e| (e.seq, e.raw.clone()))
+                .collect();
+            let got: Vec<_> = page.iter().map(|e| (e.seq, e.raw.clone())).collect();
+            assert_eq!(got, expected, "after {after}, {limit} at most");
+        }
+    }
+    assert!(tally_bus::log::read_after(&source, 0, 10).await.is_err());
+    assert_eq!(
+        tally_bus::log::read_after(&source, 300, 1).await.unwrap()[0].seq,
+        301,
+        "a reader without the rows' source still reads the events held whole"
+    );
+
+    consumer.save_position("source", 150).await.unwrap();
+    run_until_with(&source, &NOTE_ROWS, &consumer, fast(), n).await;
+    assert_eq!(total(&sink).await, n - 150);
+    consumer.save_position("source", 0).await.unwrap();
+    run_until_with(&source, &NOTE_ROWS, &consumer, fast(), n).await;
+    // The first 150 are new to the consumer; the other 156 come again and change nothing.
+    assert_eq!(total(&sink).await, n, "delivered again, applied once");
+    assert_eq!(counter.calls.load(Ordering::SeqCst) as i64, n);
+}
+both_backends!(events_read_from_rows_are_one_per_row_and_applied_once);
+
+/// Rows named by the outbox that are gone (which the tables that publish so forbid) make events
+/// that cannot be read: each is parked in the dead letters and the consumer carries on.
+async fn events_of_missing_rows_are_parked(backend: TestBackend) {
+    let Some(Fixture {
+        _loc,
+        source,
+        sink,
+        consumer,
+        ..
+    }) = fixture(backend).await
+    else {
+        return;
+    };
+    let first = write_note_rows(&source, 0, 3, true).await;
+    let mut tx = source.begin_write().await.unwrap();
+    sqlx::query("DELETE FROM notes WHERE id = $1")
+        .bind(first.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    publish(&source, &[event(3, false)]).await;
+    sequence_all(&source).await;
+
+    run_until_with(&source, &NOTE_ROWS, &consumer, fast(), 4).await;
+    assert_eq!(total(&sink).await, 1, "the readable event was applied");
+    let dead = dead_letter::list(&sink, false).await.unwrap();
+    assert_eq!(dead.len(), 3);
+    assert!(dead.iter().all(|d| d.error.contains("missing")), "{dead:?}");
+}
+both_backends!(events_of_missing_rows_are_parked);
 
 /// Dead letters are read page by page past any number of them: 1,203 of one consumer (many
 /// sharing a time, so that ties are broken by id) and 5 of another, with pages of 100. Every

@@ -2,26 +2,32 @@
 //! `claim.accepted` events, all in one transaction; reads the providers' ranking.
 //!
 //! Writing is split in two: [`prepare_batch`] does everything that needs no database (ids, net
-//! fees, the totals per provider, every row and event serialized), so that an importer can
-//! prepare the next batch on its reader thread while the database writes this one; the
-//! transaction then only binds and executes a few statements per table. On SQLite those are
-//! multi-row `INSERT`s with anonymous parameters (see [`tally_db::sqlite_values`]). On
-//! PostgreSQL a prepared batch goes through the native driver ([`BulkWriter`]): the claims as one
-//! binary `COPY`, the events and the totals each as one statement of array parameters; a request
-//! (inside the portable transaction of its idempotency record) binds a JSON array of rows per
-//! table instead.
+//! fees, the totals per provider, every row serialized), so that an importer can prepare the
+//! next batch on its reader thread while the database writes this one; the transaction then
+//! only binds and executes a few statements per table. On SQLite those are multi-row `INSERT`s
+//! with anonymous parameters (see [`tally_db::sqlite_values`]). On PostgreSQL a prepared batch
+//! goes through the native driver ([`BulkWriter`]): the claims as one binary `COPY`, the totals
+//! as one statement of array parameters; a request (inside the portable transaction of its
+//! idempotency record) binds a JSON array of rows per table instead.
+//!
+//! A prepared batch's `claim.accepted` events are one outbox row naming its run of claims (see
+//! [`tally_bus::rows`]): an event carries nothing its claim's row does not hold, so the log
+//! reader builds the events from the claims ([`ROW_EVENTS`]) and an import writes each claim's
+//! data once. That is why claims never change once stored (their table refuses updates and
+//! deletes). A request's events are written whole, packed.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use anyhow::Context as _;
 use sqlx::Row as _;
-use tally_bus::outbox;
+use tally_bus::{outbox, RowEvents};
 use tally_db::{classify, Backend, Db, DbErrorKind, PgTx, ServiceSchema, WriteTx};
 use tally_kernel::time;
 use tally_kernel::{EventMeta, Money};
 
 use super::{copy, imports};
+use crate::domain::events::ClaimAccepted;
 use crate::domain::{self, AcceptedClaim, Claim, CURRENCY};
 use crate::SERVICE;
 
@@ -107,12 +113,63 @@ impl Store {
     }
 }
 
+/// How the log reader builds the `claim.accepted` events of an import's claims from their rows
+/// (see [`tally_bus::rows`]): give these to whatever reads the claims log.
+pub static ROW_EVENTS: [RowEvents; 1] = [RowEvents {
+    source: "claims",
+    event_type: domain::events::CLAIM_ACCEPTED,
+    version: 1,
+    aggregate_type: "claim",
+    sqlite: "SELECT id, provider_npi, service_date, submitted_procedure, quadrant, net_fee_minor, \
+             provider_fees_minor, allowed_fees_minor, member_coinsurance_minor, \
+             member_copay_minor, currency FROM claims WHERE id >= $1 AND id < $2 ORDER BY id",
+    postgres: "SELECT CAST(id AS TEXT), provider_npi, \
+               CAST(EXTRACT(EPOCH FROM service_date) * 1000000 AS BIGINT), submitted_procedure, \
+               quadrant, net_fee_minor, provider_fees_minor, allowed_fees_minor, \
+               member_coinsurance_minor, member_copay_minor, currency FROM claims \
+               WHERE id >= CAST($1 AS UUID) AND id < CAST($2 AS UUID) ORDER BY id",
+    event: claim_accepted_from_row,
+}];
+
+/// A `claim.accepted` event from a row of [`ROW_EVENTS`]' queries: the claim's id and the
+/// event's data, the same JSON the event had when its claim was stored.
+fn claim_accepted_from_row(
+    row: &sqlx::any::AnyRow,
+    backend: Backend,
+) -> Result<(String, serde_json::Value), sqlx::Error> {
+    let decode = |e: Box<dyn std::error::Error + Send + Sync>| sqlx::Error::Decode(e);
+    let id: String = row.try_get(0)?;
+    let service_date = match backend {
+        Backend::Sqlite => {
+            time::from_db(row.try_get::<&str, _>(2)?).map_err(|e| decode(Box::new(e)))?
+        }
+        Backend::Postgres => chrono::DateTime::from_timestamp_micros(row.try_get(2)?)
+            .ok_or_else(|| decode("a service date out of range".into()))?,
+    };
+    let event = ClaimAccepted {
+        claim_id: id.parse().map_err(|e| decode(Box::new(e)))?,
+        provider_npi: row.try_get(1)?,
+        service_date,
+        submitted_procedure: row.try_get(3)?,
+        quadrant: row.try_get(4)?,
+        net_fee_minor: row.try_get(5)?,
+        provider_fees_minor: row.try_get(6)?,
+        allowed_fees_minor: row.try_get(7)?,
+        member_coinsurance_minor: row.try_get(8)?,
+        member_copay_minor: row.try_get(9)?,
+        currency: tally_kernel::Currency::parse(row.try_get(10)?)
+            .map_err(|e| decode(Box::new(e)))?,
+    };
+    Ok((id, tally_kernel::event::DomainEvent::data(&event)))
+}
+
 /// The ranking query; its `ORDER BY` is the order of the index `provider_totals_rank`.
 pub const TOP_PROVIDERS: &str = "SELECT provider_npi, total_net_fee_minor, claim_count \
      FROM provider_totals ORDER BY total_net_fee_minor DESC, provider_npi LIMIT $1";
 
 /// A batch of claims made ready to store by [`prepare_batch`]: accepted (ids and net fees) and
-/// serialized, rows and events. Storing it ([`store_prepared`]) binds and executes only.
+/// serialized, its rows and the outbox row of its events. Storing it ([`store_prepared`]) binds
+/// and executes only.
 pub struct PreparedBatch {
     accepted: Vec<AcceptedClaim>,
     len: usize,
@@ -143,7 +200,8 @@ impl PreparedBatch {
 
 /// Accepts `claims` (each gets its id and net fee) and serializes everything their storing
 /// writes, for the database of `db` (on PostgreSQL, for a [`BulkWriter`]); does no I/O. At most
-/// [`MAX_BATCH_CLAIMS`] claims.
+/// [`MAX_BATCH_CLAIMS`] claims. The claims get consecutive ids, and their events are one outbox
+/// row naming them (see [`ROW_EVENTS`]).
 pub fn prepare_batch(
     db: &Db,
     claims: Vec<Claim>,
@@ -161,8 +219,17 @@ pub fn prepare_batch(
             Rows::new(Backend::Sqlite, &accepted).context("failed to serialize the claims")?
         }
     };
+    let consecutive = accepted
+        .windows(2)
+        .all(|w| w[0].id.as_u128().checked_add(1) == Some(w[1].id.as_u128()));
+    anyhow::ensure!(
+        consecutive,
+        "a batch's claims were not given consecutive ids"
+    );
+    let first = accepted.first().map_or(uuid::Uuid::nil(), |a| a.id);
     let events =
-        prepare_events(db, &accepted, meta).context("failed to serialize the claims' events")?;
+        outbox::prepare_publish_rows(db, SERVICE, meta, &ROW_EVENTS[0], first, accepted.len())
+            .context("failed to name the claims' events")?;
     Ok(PreparedBatch {
         len: accepted.len(),
         accepted,
@@ -242,7 +309,8 @@ impl BulkWriter {
         })
     }
 
-    /// Writes a batch's claims and events; its totals wait for the commit.
+    /// Writes a batch's claims and the outbox row of their events; its totals wait for the
+    /// commit.
     pub async fn write(&mut self, batch: &PreparedBatch) -> Result<(), sqlx::Error> {
         let totals = match (&mut self.tx, &batch.rows) {
             (Tx::Postgres(tx), Rows::PostgresBulk { copy, totals }) => {

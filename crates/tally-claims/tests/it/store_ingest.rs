@@ -8,6 +8,7 @@ use tally_claims::adapters::store::{ProviderTotal, TOP_PROVIDERS};
 use tally_claims::{store_batch, BulkWriter, Store, TopProvidersRate};
 use tally_db::testing::TestBackend;
 use tally_db::{both_backends, Backend, Db};
+use tally_kernel::event::DomainEvent as _;
 use tally_kernel::{Currency, Envelope, EventMeta, Money};
 
 use crate::{app, claim_json, claims, count, fixture, npi, outbox_events, post_json, send};
@@ -46,11 +47,13 @@ async fn by_provider(db: &Db, sql: &str) -> BTreeMap<String, (i64, i64)> {
         .collect()
 }
 
-/// The service's log as its consumers read it: packed rows expanded, one entry per position
-/// (sequenced first on PostgreSQL).
+/// The service's log as its consumers read it: packed rows expanded and events read from the
+/// claims' rows, one entry per position (sequenced first on PostgreSQL).
 async fn log(db: &Db) -> Vec<tally_bus::log::LogEntry> {
     while tally_bus::outbox::sequence_pending(db).await.unwrap() > 0 {}
-    tally_bus::log::read_after(db, 0, 1_000_000).await.unwrap()
+    tally_bus::log::read_after_with(db, &tally_claims::ROW_EVENTS, 0, 1_000_000)
+        .await
+        .unwrap()
 }
 
 async fn outbox(db: &Db) -> Vec<Envelope> {
@@ -434,9 +437,8 @@ async fn a_full_batch_with_awkward_text_round_trips_exactly(backend: TestBackend
     assert_eq!(log.len(), accepted.len());
     let positions: Vec<i64> = log.iter().map(|entry| entry.seq).collect();
     assert_eq!(positions, (1..=accepted.len() as i64).collect::<Vec<_>>());
-    // The events are packed: a row per PACKED_EVENTS claims of a batch.
-    let rows = |n: usize| n.div_ceil(tally_bus::PACKED_EVENTS) as i64;
-    assert_eq!(count(&f.db, "outbox").await, rows(full) + rows(1_001));
+    // A batch's events are one outbox row naming its claims, read back from them.
+    assert_eq!(count(&f.db, "outbox").await, 2);
     for (entry, a) in log.iter().zip(&accepted) {
         // One event per claim, in the order of the claims (on PostgreSQL too: one batch's
         // events share their time and their ids grow).
@@ -452,7 +454,30 @@ async fn a_full_batch_with_awkward_text_round_trips_exactly(backend: TestBackend
             envelope.data["quadrant"],
             serde_json::to_value(a.claim.quadrant()).unwrap()
         );
+        // The very data the event would have carried written whole.
+        assert_eq!(envelope.data, a.event().data());
     }
+    // Pages of the log start and end anywhere inside a batch's run of claims, and read the
+    // same events; a reader not given the claims' rows stops instead of passing them by.
+    let mut paged = Vec::new();
+    while paged.len() < log.len() {
+        let after = paged.last().map_or(0, |e: &tally_bus::log::LogEntry| e.seq);
+        let page = tally_bus::log::read_after_with(&f.db, &tally_claims::ROW_EVENTS, after, 777)
+            .await
+            .unwrap();
+        assert!(!page.is_empty());
+        paged.extend(page);
+    }
+    let ids = |entries: &[tally_bus::log::LogEntry]| -> Vec<(i64, String, String)> {
+        entries
+            .iter()
+            .map(|e| (e.seq, e.id.clone(), e.raw.clone()))
+            .collect()
+    };
+    assert_eq!(ids(&paged), ids(&log));
+    let event_ids: std::collections::BTreeSet<&str> = log.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(event_ids.len(), log.len(), "every event has its own id");
+    assert!(tally_bus::log::read_after(&f.db, 0, 10).await.is_err());
     let head: i64 = sqlx::query("SELECT last_seq FROM log_head WHERE id = 1")
         .fetch_one(f.db.reader())
         .await
@@ -461,6 +486,37 @@ async fn a_full_batch_with_awkward_text_round_trips_exactly(backend: TestBackend
     assert_eq!(head, accepted.len() as i64);
 }
 both_backends!(a_full_batch_with_awkward_text_round_trips_exactly);
+
+/// Stored claims never change: an import's events are read back from them, so the table refuses
+/// every update and delete (and, on PostgreSQL, truncation), and the events stay as written.
+async fn stored_claims_are_never_updated_or_deleted(backend: TestBackend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let stored = store_batch(
+        &f.db,
+        &claims(&[claim_json(&npi(700_000_007), 42)]),
+        &meta(),
+    )
+    .await
+    .unwrap();
+    let mut changes = vec!["UPDATE claims SET net_fee_minor = 0", "DELETE FROM claims"];
+    if f.db.backend() == Backend::Postgres {
+        changes.push("TRUNCATE claims");
+    }
+    for sql in changes {
+        let mut tx = f.db.begin_write().await.unwrap();
+        let refused = sqlx::query(sql).execute(&mut *tx).await;
+        tx.rollback().await.unwrap();
+        let error = refused.expect_err(sql).to_string();
+        assert!(error.contains("claims are immutable"), "{sql}: {error}");
+    }
+    assert_eq!(count(&f.db, "claims").await, 1);
+    let events = outbox(&f.db).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].data, stored[0].event().data());
+}
+both_backends!(stored_claims_are_never_updated_or_deleted);
 
 /// A bulk writer's batches are one transaction: rolled back, they store nothing (no claim,
 /// total, event or log position); committed, all of them at once, with each provider's total
