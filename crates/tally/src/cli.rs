@@ -91,8 +91,8 @@ pub enum Command {
     ImportClaims {
         /// The CSV file (any size).
         file: PathBuf,
-        /// Claims stored per transaction, at most 1000000 [default: 10000 on SQLite, 100000 on
-        /// PostgreSQL].
+        /// Claims stored per transaction, at most 1000000 [default: 100000 on SQLite, 250000
+        /// on PostgreSQL].
         #[arg(long)]
         batch_size: Option<usize>,
         /// Where rejected rows go (default: FILE.rejected.jsonl).

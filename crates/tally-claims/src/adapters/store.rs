@@ -16,7 +16,7 @@
 //! data once. That is why claims never change once stored (their table refuses updates and
 //! deletes). A request's events are written whole, packed.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use anyhow::Context as _;
@@ -285,7 +285,8 @@ pub async fn store_batch(
 pub struct BulkWriter {
     db: Db,
     tx: Tx,
-    totals: BTreeMap<String, (i64, i64)>,
+    /// Each provider's growth so far, by NPI number: `(net_fee_minor, claim_count)`.
+    totals: HashMap<u64, (i64, i64)>,
     claims: usize,
 }
 
@@ -304,7 +305,7 @@ impl BulkWriter {
         Ok(BulkWriter {
             db: db.clone(),
             tx,
-            totals: BTreeMap::new(),
+            totals: HashMap::new(),
             claims: 0,
         })
     }
@@ -312,30 +313,33 @@ impl BulkWriter {
     /// Writes a batch's claims and the outbox row of their events; its totals wait for the
     /// commit.
     pub async fn write(&mut self, batch: &PreparedBatch) -> Result<(), sqlx::Error> {
-        let totals = match (&mut self.tx, &batch.rows) {
+        match (&mut self.tx, &batch.rows) {
             (Tx::Postgres(tx), Rows::PostgresBulk { copy, totals }) => {
                 let mut sink = tx.copy_in_raw(copy::COPY_CLAIMS).await?;
                 sink.send(copy.as_slice()).await?;
                 sink.finish().await?;
                 batch.events.append_postgres(tx).await?;
-                totals
+                for (npi, (fee, count)) in totals {
+                    let total = self.totals.entry(*npi).or_default();
+                    total.0 += fee;
+                    total.1 += count;
+                }
             }
-            (Tx::Portable(tx), Rows::Sqlite { claims, totals }) => {
+            (Tx::Portable(tx), Rows::Sqlite { claims, .. }) => {
                 let created_at = time::to_db(time::now());
                 insert_claims_sqlite(tx, &batch.accepted, claims, &created_at).await?;
                 batch.events.append(tx).await?;
-                totals
+                for (npi, growth) in bulk_totals(&batch.accepted) {
+                    let total = self.totals.entry(npi).or_default();
+                    total.0 += growth.0;
+                    total.1 += growth.1;
+                }
             }
             _ => {
                 return Err(sqlx::Error::Protocol(
                     "a batch was prepared for another database".into(),
                 ))
             }
-        };
-        for (npi, net_fee_minor, claim_count) in totals {
-            let total = self.totals.entry(npi.clone()).or_default();
-            total.0 += net_fee_minor;
-            total.1 += claim_count;
         }
         self.claims += batch.len();
         Ok(())
@@ -389,17 +393,19 @@ impl BulkWriter {
     /// commits; returns how many claims were stored.
     pub async fn commit(self) -> Result<usize, sqlx::Error> {
         let updated_at = time::to_db(time::now());
+        // In NPI order: the numbers' order is the texts' (ten digits each).
+        let mut totals: Vec<(u64, (i64, i64))> = self.totals.into_iter().collect();
+        totals.sort_unstable_by_key(|(npi, _)| *npi);
+        let totals: Vec<(String, i64, i64)> = totals
+            .into_iter()
+            .map(|(npi, (fee, count))| (domain::Npi::text_of(npi), fee, count))
+            .collect();
         match self.tx {
             Tx::Postgres(mut tx) => {
-                if !self.totals.is_empty() {
-                    let mut npis = Vec::with_capacity(self.totals.len());
-                    let mut fees = Vec::with_capacity(self.totals.len());
-                    let mut counts = Vec::with_capacity(self.totals.len());
-                    for (npi, (fee, count)) in &self.totals {
-                        npis.push(npi.as_str());
-                        fees.push(*fee);
-                        counts.push(*count);
-                    }
+                if !totals.is_empty() {
+                    let npis: Vec<&str> = totals.iter().map(|t| t.0.as_str()).collect();
+                    let fees: Vec<i64> = totals.iter().map(|t| t.1).collect();
+                    let counts: Vec<i64> = totals.iter().map(|t| t.2).collect();
                     sqlx::query(&UPSERT_TOTALS_ARRAYS)
                         .bind(npis)
                         .bind(fees)
@@ -411,11 +417,6 @@ impl BulkWriter {
                 self.db.commit_postgres(tx).await?;
             }
             Tx::Portable(mut tx) => {
-                let totals: Vec<_> = self
-                    .totals
-                    .into_iter()
-                    .map(|(npi, (fee, count))| (npi, fee, count))
-                    .collect();
                 upsert_totals_sqlite(&mut tx, &totals, &updated_at).await?;
                 self.db.commit(tx).await?;
             }
@@ -483,8 +484,22 @@ async fn write(
     }
 }
 
-/// A batch's claims and providers' totals, serialized for one backend. The totals are in NPI
-/// order, so that two transactions lock provider rows in the same order.
+/// Each provider's growth by `accepted`, `(net_fee_minor, claim_count)`, keyed by its NPI's
+/// number ([`domain::Npi::number`]): a bulk writer sums many batches' totals, and numbers hash
+/// and compare for a fraction of the cost of text.
+fn bulk_totals(accepted: &[AcceptedClaim]) -> HashMap<u64, (i64, i64)> {
+    let mut totals: HashMap<u64, (i64, i64)> = HashMap::with_capacity(accepted.len().min(1 << 14));
+    for a in accepted {
+        let total = totals.entry(a.claim.provider_npi.number()).or_default();
+        total.0 += a.net_fee.amount_minor;
+        total.1 += 1;
+    }
+    totals
+}
+
+/// A batch's claims and providers' totals, serialized for one backend. The totals a request
+/// writes are in NPI order, so that two transactions lock provider rows in the same order (a
+/// [`BulkWriter`] sorts its sums at its commit).
 enum Rows {
     /// The claims' columns that are not text already (parallel to the accepted claims), and the
     /// totals as `(provider_npi, net_fee_minor, claim_count)`.
@@ -499,10 +514,10 @@ enum Rows {
         totals: Vec<String>,
     },
     /// PostgreSQL through the native driver (a [`BulkWriter`]): the claims as binary `COPY`
-    /// data, the totals as `(provider_npi, net_fee_minor, claim_count)`.
+    /// data, the totals by NPI number (see [`bulk_totals`]).
     PostgresBulk {
         copy: Vec<u8>,
-        totals: Vec<(String, i64, i64)>,
+        totals: HashMap<u64, (i64, i64)>,
     },
 }
 
@@ -519,10 +534,7 @@ impl Rows {
     fn bulk(accepted: &[AcceptedClaim]) -> Rows {
         Rows::PostgresBulk {
             copy: copy::encode(accepted, time::now()),
-            totals: domain::provider_totals(accepted)
-                .into_iter()
-                .map(|(npi, d)| (npi.as_str().to_owned(), d.net_fee_minor, d.claim_count))
-                .collect(),
+            totals: bulk_totals(accepted),
         }
     }
 

@@ -70,6 +70,19 @@ impl Npi {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The NPI as a number (its ten digits), for keying maps without comparing text. Its text
+    /// is the number written with ten digits, leading zeros included: [`Npi::text_of`].
+    pub fn number(&self) -> u64 {
+        self.0
+            .bytes()
+            .fold(0, |n, digit| n * 10 + u64::from(digit - b'0'))
+    }
+
+    /// The text of the NPI whose [`Npi::number`] is `number`.
+    pub fn text_of(number: u64) -> String {
+        format!("{number:010}")
+    }
 }
 
 /// Free text (group and subscriber numbers, quadrant): at most `max_chars`, no control characters.
@@ -268,6 +281,17 @@ mod tests {
         ] {
             assert_eq!(Npi::parse(bad), Err(Invalid::NpiNotTenDigits), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_npi_number_writes_back_as_its_ten_digits() {
+        for text in ["1234567893", "0000000006", "9999999995"] {
+            let npi = Npi::parse(text).unwrap();
+            assert_eq!(Npi::text_of(npi.number()), text);
+        }
+        let npi = Npi::parse("1234567893").unwrap();
+        assert_eq!(npi.number(), 1_234_567_893);
+        assert_eq!(Npi::text_of(42), "0000000042");
     }
 
     #[test]
