@@ -335,9 +335,10 @@ fn sqlite_import(dir: &Path, file: &Path) -> anyhow::Result<Duration> {
     Ok(elapsed)
 }
 
-/// `tally import-claims` into a fresh database, against the faster of two `COPY`s of the same
-/// file into a table of text columns (one before the import, one after it). Each run starts
-/// after a `CHECKPOINT`, so that none pays for writing out the pages of the one before.
+/// The faster of two `tally import-claims` runs, each into a fresh database, against the faster
+/// of two `COPY`s of the same file into a table of text columns (one before each import). Each
+/// run starts after a `CHECKPOINT`, so that none pays for writing out the pages of the one
+/// before.
 async fn postgres_run(
     admin: &str,
     file: &Path,
@@ -366,14 +367,19 @@ async fn postgres_run(
             copy.finish().await?;
             Ok(started.elapsed())
         };
-        let before = copy_once(&mut target).await?;
-        checkpoint(&mut target).await;
-        let (ours, elapsed) =
-            timed_import(&DbSettings::new(Location::Postgres(url.clone())), file, dir).await;
-        ours?;
-        let after = copy_once(&mut target).await?;
+        let mut best = (Duration::MAX, Duration::MAX);
+        for _ in 0..2 {
+            let copy = copy_once(&mut target).await?;
+            checkpoint(&mut target).await;
+            let (into, drop_into) = fresh_postgres(admin).await?;
+            let (ours, elapsed) =
+                timed_import(&DbSettings::new(Location::Postgres(into)), file, dir).await;
+            drop_into.await;
+            ours?;
+            best = (best.0.min(elapsed), best.1.min(copy));
+        }
         target.close().await.ok();
-        anyhow::Ok((elapsed, before.min(after)))
+        anyhow::Ok(best)
     }
     .await;
     drop.await;
