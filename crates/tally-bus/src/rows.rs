@@ -1,13 +1,13 @@
-//! Events read from rows: a bulk write whose events carry what its own rows hold (an import's
-//! `claim.accepted` events, one per claim stored) writes one outbox row naming the run of rows
-//! instead of the events, and the log reader builds the events from the rows when it reads them.
-//! The transaction then writes each event's data once, in its table, instead of twice.
+//! Events read from rows: a bulk write whose events carry only what its own rows hold writes one
+//! outbox row naming the run of rows instead of the events, and the log reader builds the events
+//! from the rows when it reads them. The transaction then writes each event's data once, in its
+//! table, instead of twice.
 //!
 //! A run is the rows whose ids are consecutive (as [`tally_kernel::id::new_v7_run`] makes them),
 //! all written by the transaction that writes the outbox row: the ids from the first to the
 //! first plus the count hold exactly those rows, since any other row with one of those ids would
 //! have been refused by the table's key. The rows must never change or go away afterwards (the
-//! claims table refuses updates and deletes), so that the events read are always the events
+//! table should refuse updates and deletes), so that the events read are always the events
 //! written.
 
 use sqlx::any::AnyRow;
