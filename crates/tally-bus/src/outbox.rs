@@ -225,10 +225,11 @@ pub fn prepare_publish_rows(
     if count == 0 {
         return Ok(prepared);
     }
+    // The run's ids differ in their lowest 32 bits only (as `new_v7_run` makes them).
     let fits = first_row
         .as_u128()
-        .checked_add(count as u128)
-        .is_some_and(|end| end >> 32 == first_row.as_u128() >> 32);
+        .checked_add(count as u128 - 1)
+        .is_some_and(|last| last >> 32 == first_row.as_u128() >> 32);
     if !fits {
         return Err(sqlx::Error::Protocol(format!(
             "a run of {count} rows from {first_row} does not fit in its ids' counter"

@@ -728,6 +728,13 @@ async fn events_read_from_rows_are_one_per_row_and_applied_once(backend: TestBac
         }
     }
     assert!(tally_bus::log::read_after(&source, 0, 10).await.is_err());
+    // A run's ids differ in their lowest 32 bits only: one that would carry past them is refused.
+    let edge = uuid::Uuid::from_u128(0xffff_ffff);
+    let meta = EventMeta::from_request("rows");
+    assert!(outbox::prepare_publish_rows(&source, "source", &meta, &NOTE_ROWS[0], edge, 1).is_ok());
+    assert!(
+        outbox::prepare_publish_rows(&source, "source", &meta, &NOTE_ROWS[0], edge, 2).is_err()
+    );
     assert_eq!(
         tally_bus::log::read_after(&source, 300, 1).await.unwrap()[0].seq,
         301,
