@@ -37,6 +37,24 @@ pub(crate) struct Shared<S> {
     pub causation_id: S,
 }
 
+impl Shared<String> {
+    /// The envelope of one of the row's events.
+    pub fn envelope(&self, id: Uuid, aggregate_id: String, data: serde_json::Value) -> Envelope {
+        Envelope {
+            id,
+            event_type: self.event_type.clone(),
+            version: self.version,
+            source: self.source.clone(),
+            aggregate_type: self.aggregate_type.clone(),
+            aggregate_id,
+            occurred_at: self.occurred_at,
+            correlation_id: self.correlation_id.clone(),
+            causation_id: self.causation_id.clone(),
+            data,
+        }
+    }
+}
+
 /// The run of rows whose events a packed row holds by reference (see [`crate::rows`]).
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub(crate) struct RowsRef<S> {
@@ -240,18 +258,7 @@ pub(crate) fn decode_any(text: &str, entries: usize) -> Result<Decoded, String> 
                 None => data,
                 Some(fields) => zip_fields(fields, data)?,
             };
-            Ok(Envelope {
-                id,
-                event_type: shared.event_type.clone(),
-                version: shared.version,
-                source: shared.source.clone(),
-                aggregate_type: shared.aggregate_type.clone(),
-                aggregate_id,
-                occurred_at: shared.occurred_at,
-                correlation_id: shared.correlation_id.clone(),
-                causation_id: shared.causation_id.clone(),
-                data,
-            })
+            Ok(shared.envelope(id, aggregate_id, data))
         })
         .collect::<Result<_, String>>()
         .map(Decoded::Events)

@@ -69,18 +69,7 @@ impl RowEvents {
         let mut events = Vec::with_capacity(rows.len());
         for (index, row) in (from..).zip(&rows) {
             let (aggregate_id, data) = (self.event)(row, db.backend())?;
-            events.push(Envelope {
-                id: at(run.first_event, index),
-                event_type: shared.event_type.clone(),
-                version: shared.version,
-                source: shared.source.clone(),
-                aggregate_type: shared.aggregate_type.clone(),
-                aggregate_id,
-                occurred_at: shared.occurred_at,
-                correlation_id: shared.correlation_id.clone(),
-                causation_id: shared.causation_id.clone(),
-                data,
-            });
+            events.push(shared.envelope(at(run.first_event, index), aggregate_id, data));
         }
         Ok(Ok(events))
     }

@@ -28,7 +28,7 @@ use tally_kernel::{EventMeta, Money};
 
 use super::{copy, imports};
 use crate::domain::events::ClaimAccepted;
-use crate::domain::{self, AcceptedClaim, Claim, CURRENCY};
+use crate::domain::{self, AcceptedClaim, Claim, ProviderDelta, CURRENCY};
 use crate::SERVICE;
 
 pub static SCHEMA: LazyLock<ServiceSchema> = LazyLock::new(|| ServiceSchema {
@@ -285,8 +285,8 @@ pub async fn store_batch(
 pub struct BulkWriter {
     db: Db,
     tx: Tx,
-    /// Each provider's growth so far, by NPI number: `(net_fee_minor, claim_count)`.
-    totals: HashMap<u64, (i64, i64)>,
+    /// Each provider's growth so far, by NPI number.
+    totals: HashMap<u64, ProviderDelta>,
     claims: usize,
 }
 
@@ -313,33 +313,30 @@ impl BulkWriter {
     /// Writes a batch's claims and the outbox row of their events; its totals wait for the
     /// commit.
     pub async fn write(&mut self, batch: &PreparedBatch) -> Result<(), sqlx::Error> {
-        match (&mut self.tx, &batch.rows) {
+        let totals = match (&mut self.tx, &batch.rows) {
             (Tx::Postgres(tx), Rows::PostgresBulk { copy, totals }) => {
                 let mut sink = tx.copy_in_raw(copy::COPY_CLAIMS).await?;
                 sink.send(copy.as_slice()).await?;
                 sink.finish().await?;
                 batch.events.append_postgres(tx).await?;
-                for (npi, (fee, count)) in totals {
-                    let total = self.totals.entry(*npi).or_default();
-                    total.0 += fee;
-                    total.1 += count;
-                }
+                totals
             }
-            (Tx::Portable(tx), Rows::Sqlite { claims, .. }) => {
+            (Tx::Portable(tx), Rows::Sqlite { claims, totals }) => {
                 let created_at = time::to_db(time::now());
                 insert_claims_sqlite(tx, &batch.accepted, claims, &created_at).await?;
                 batch.events.append(tx).await?;
-                for (npi, growth) in bulk_totals(&batch.accepted) {
-                    let total = self.totals.entry(npi).or_default();
-                    total.0 += growth.0;
-                    total.1 += growth.1;
-                }
+                totals
             }
             _ => {
                 return Err(sqlx::Error::Protocol(
                     "a batch was prepared for another database".into(),
                 ))
             }
+        };
+        for (npi, delta) in totals {
+            let total = self.totals.entry(*npi).or_default();
+            total.net_fee_minor += delta.net_fee_minor;
+            total.claim_count += delta.claim_count;
         }
         self.claims += batch.len();
         Ok(())
@@ -393,13 +390,7 @@ impl BulkWriter {
     /// commits; returns how many claims were stored.
     pub async fn commit(self) -> Result<usize, sqlx::Error> {
         let updated_at = time::to_db(time::now());
-        // In NPI order: the numbers' order is the texts' (ten digits each).
-        let mut totals: Vec<(u64, (i64, i64))> = self.totals.into_iter().collect();
-        totals.sort_unstable_by_key(|(npi, _)| *npi);
-        let totals: Vec<(String, i64, i64)> = totals
-            .into_iter()
-            .map(|(npi, (fee, count))| (domain::Npi::text_of(npi), fee, count))
-            .collect();
+        let totals = total_rows(&self.totals);
         match self.tx {
             Tx::Postgres(mut tx) => {
                 if !totals.is_empty() {
@@ -457,7 +448,7 @@ async fn write(
         Rows::Sqlite { claims, totals } => {
             insert_claims_sqlite(tx, accepted, claims, &now).await?;
             events.append(tx).await?;
-            upsert_totals_sqlite(tx, totals, &now).await
+            upsert_totals_sqlite(tx, &total_rows(totals), &now).await
         }
         Rows::Postgres { claims, totals } => {
             for json in claims {
@@ -484,40 +475,34 @@ async fn write(
     }
 }
 
-/// Each provider's growth by `accepted`, `(net_fee_minor, claim_count)`, keyed by its NPI's
-/// number ([`domain::Npi::number`]): a bulk writer sums many batches' totals, and numbers hash
-/// and compare for a fraction of the cost of text.
-fn bulk_totals(accepted: &[AcceptedClaim]) -> HashMap<u64, (i64, i64)> {
-    let mut totals: HashMap<u64, (i64, i64)> = HashMap::with_capacity(accepted.len().min(1 << 14));
-    for a in accepted {
-        let total = totals.entry(a.claim.provider_npi.number()).or_default();
-        total.0 += a.net_fee.amount_minor;
-        total.1 += 1;
-    }
-    totals
+/// `(provider_npi, net_fee_minor, claim_count)` of each provider in `totals`, in NPI order (see
+/// [`domain::in_npi_order`]): the rows of a totals upsert.
+fn total_rows(totals: &HashMap<u64, ProviderDelta>) -> Vec<(String, i64, i64)> {
+    domain::in_npi_order(totals)
+        .into_iter()
+        .map(|(npi, d)| (npi, d.net_fee_minor, d.claim_count))
+        .collect()
 }
 
-/// A batch's claims and providers' totals, serialized for one backend. The totals a request
-/// writes are in NPI order, so that two transactions lock provider rows in the same order (a
-/// [`BulkWriter`] sorts its sums at its commit).
+/// A batch's claims and providers' totals, serialized for one backend.
 enum Rows {
     /// The claims' columns that are not text already (parallel to the accepted claims), and the
-    /// totals as `(provider_npi, net_fee_minor, claim_count)`.
+    /// totals by NPI number (see [`domain::provider_totals`]).
     Sqlite {
         claims: Vec<SqliteClaim>,
-        totals: Vec<(String, i64, i64)>,
+        totals: HashMap<u64, ProviderDelta>,
     },
     /// PostgreSQL inside a portable transaction (a request): JSON arrays of rows, one per
-    /// statement.
+    /// statement, the totals in NPI order.
     Postgres {
         claims: Vec<String>,
         totals: Vec<String>,
     },
     /// PostgreSQL through the native driver (a [`BulkWriter`]): the claims as binary `COPY`
-    /// data, the totals by NPI number (see [`bulk_totals`]).
+    /// data, the totals by NPI number (see [`domain::provider_totals`]).
     PostgresBulk {
         copy: Vec<u8>,
-        totals: HashMap<u64, (i64, i64)>,
+        totals: HashMap<u64, ProviderDelta>,
     },
 }
 
@@ -534,12 +519,11 @@ impl Rows {
     fn bulk(accepted: &[AcceptedClaim]) -> Rows {
         Rows::PostgresBulk {
             copy: copy::encode(accepted, time::now()),
-            totals: bulk_totals(accepted),
+            totals: domain::provider_totals(accepted),
         }
     }
 
     fn new(backend: Backend, accepted: &[AcceptedClaim]) -> Result<Rows, sqlx::Error> {
-        let totals = domain::provider_totals(accepted);
         Ok(match backend {
             Backend::Sqlite => Rows::Sqlite {
                 claims: accepted
@@ -549,10 +533,7 @@ impl Rows {
                         service_date: time::to_db(a.claim.service_date),
                     })
                     .collect(),
-                totals: totals
-                    .into_iter()
-                    .map(|(npi, d)| (npi.as_str().to_owned(), d.net_fee_minor, d.claim_count))
-                    .collect(),
+                totals: domain::provider_totals(accepted),
             },
             Backend::Postgres => {
                 let mut claims = Vec::new();
@@ -579,11 +560,7 @@ impl Rows {
                         .collect();
                     claims.push(serde_json::to_string(&rows).map_err(encode_error)?);
                 }
-                let totals: Vec<_> = totals
-                    .into_iter()
-                    .map(|(npi, d)| (npi.as_str(), d.net_fee_minor, d.claim_count))
-                    .collect();
-                let totals = totals
+                let totals = total_rows(&domain::provider_totals(accepted))
                     .chunks(JSON_ROWS_PER_STATEMENT)
                     .map(|chunk| serde_json::to_string(chunk).map_err(encode_error))
                     .collect::<Result<_, _>>()?;

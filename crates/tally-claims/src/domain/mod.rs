@@ -6,6 +6,8 @@ pub mod error;
 pub mod events;
 pub mod fields;
 
-pub use claim::{accept, provider_totals, AcceptedClaim, Claim, ClaimRow, Field, ProviderDelta};
+pub use claim::{
+    accept, in_npi_order, provider_totals, AcceptedClaim, Claim, ClaimRow, Field, ProviderDelta,
+};
 pub use error::{ClaimError, Invalid, RowProblem, RowRejection};
 pub use fields::{Npi, ProcedureCode, CURRENCY, MAX_AMOUNT_MINOR};
