@@ -14,8 +14,8 @@ pub use adapters::imports::{file_sha256, FileImport};
 pub use adapters::json::json_rows;
 pub use adapters::routes::{router, Claims, ClaimsApi, TopProvidersRate};
 pub use adapters::store::{
-    prepare_batch, store_batch, store_prepared, BulkWriter, PreparedBatch, Store, ROW_EVENTS,
-    SCHEMA,
+    prepare_batch, prepare_import_batch, store_batch, store_prepared, BulkWriter, PreparedBatch,
+    Store, ROW_EVENTS, SCHEMA,
 };
 pub use domain::events::{ClaimAccepted, CLAIM_ACCEPTED};
 pub use domain::{

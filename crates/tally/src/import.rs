@@ -186,16 +186,16 @@ async fn import_in_chunks(
         let mut in_transaction = 0;
         let mut chunk_size = max_chunk.min(batch_size);
         let mut chunk = Vec::with_capacity(chunk_size);
-        let send = |claims: Vec<Claim>, commits: bool, rows_through: u64| -> anyhow::Result<bool> {
-            let mut batch = tally_claims::prepare_batch(&reader_db, claims, &reader_meta)?;
-            batch.release_claims();
+        // Empties `claims` (on PostgreSQL keeping its memory for the next chunk).
+        let send = |claims: &mut Vec<Claim>, commits: bool, rows_through: u64| {
+            let batch = tally_claims::prepare_import_batch(&reader_db, claims, &reader_meta)?;
             let chunk = Chunk {
                 batch,
                 commits,
                 rows_through,
             };
             // An error means the storing side stopped on an error, which it reports.
-            Ok(chunks.blocking_send(chunk).is_ok())
+            anyhow::Ok(chunks.blocking_send(chunk).is_ok())
         };
         for row in rows {
             row_count += 1;
@@ -209,10 +209,10 @@ async fn import_in_chunks(
                             in_transaction = 0;
                         }
                         chunk_size = max_chunk.min(batch_size - in_transaction);
-                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_size));
-                        if !send(full, commits, row_count)? {
+                        if !send(&mut chunk, commits, row_count)? {
                             return Ok((rejected, row_count, kept + rejected > 0));
                         }
+                        chunk.reserve(chunk_size);
                     }
                 }
                 Err(rejection) => {
@@ -222,7 +222,7 @@ async fn import_in_chunks(
             }
         }
         if !chunk.is_empty() {
-            send(chunk, true, row_count)?;
+            send(&mut chunk, true, row_count)?;
         }
         rejects.flush()?;
         Ok((rejected, row_count, kept + rejected > 0))

@@ -5,7 +5,9 @@
 
 use tally_kernel::time::Timestamp;
 
-use crate::domain::{AcceptedClaim, CURRENCY};
+use uuid::Uuid;
+
+use crate::domain::{Claim, CURRENCY};
 
 /// The `COPY` statement the data of [`encode`] is for: its columns, in the order encoded.
 pub const COPY_CLAIMS: &str = "COPY claims (id, service_date, submitted_procedure, quadrant, \
@@ -21,15 +23,18 @@ const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01T00:00:00Z.
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
-/// The `COPY` data of `accepted`, created at `created_at`: header, one tuple per claim, trailer.
-pub fn encode(accepted: &[AcceptedClaim], created_at: Timestamp) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER.len() + accepted.len() * 200 + 2);
+/// The `COPY` data of the claims with their ids, created at `created_at`: header, one tuple per
+/// claim, trailer.
+pub fn encode<'a>(
+    claims: impl ExactSizeIterator<Item = (Uuid, &'a Claim)>,
+    created_at: Timestamp,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER.len() + claims.len() * 200 + 2);
     out.extend_from_slice(HEADER);
     let created_at = micros(created_at);
-    for a in accepted {
-        let c = &a.claim;
+    for (id, c) in claims {
         out.extend_from_slice(&FIELDS.to_be_bytes());
-        field(&mut out, a.id.as_bytes());
+        field(&mut out, id.as_bytes());
         int8(&mut out, micros(c.service_date));
         text(&mut out, c.submitted_procedure.as_str());
         match &c.quadrant {
@@ -43,7 +48,7 @@ pub fn encode(accepted: &[AcceptedClaim], created_at: Timestamp) -> Vec<u8> {
         int8(&mut out, c.allowed_fees.amount_minor);
         int8(&mut out, c.member_coinsurance.amount_minor);
         int8(&mut out, c.member_copay.amount_minor);
-        int8(&mut out, a.net_fee.amount_minor);
+        int8(&mut out, c.net_fee().amount_minor);
         text(&mut out, CURRENCY.code());
         int8(&mut out, created_at);
     }
@@ -87,7 +92,7 @@ mod tests {
 
     #[test]
     fn an_empty_batch_is_the_header_and_the_trailer() {
-        let data = encode(&[], "2026-11-21T00:00:00Z".parse().unwrap());
+        let data = encode(std::iter::empty(), "2026-11-21T00:00:00Z".parse().unwrap());
         assert_eq!(data.len(), HEADER.len() + 2);
         assert!(data.starts_with(b"PGCOPY\n\xff\r\n\0"));
         assert!(data.ends_with(&[0xff, 0xff]));

@@ -25,6 +25,7 @@ use tally_bus::{outbox, RowEvents};
 use tally_db::{classify, Backend, Db, DbErrorKind, PgTx, ServiceSchema, WriteTx};
 use tally_kernel::time;
 use tally_kernel::{EventMeta, Money};
+use uuid::Uuid;
 
 use super::{copy, imports};
 use crate::domain::events::ClaimAccepted;
@@ -186,16 +187,6 @@ impl PreparedBatch {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-
-    /// Frees the accepted claims where their rows and events are serialized without them (on
-    /// PostgreSQL, whose bulk writes need only the `COPY` data and the events): an importer
-    /// keeps several batches in flight and needs none of them back. On SQLite, whose writes
-    /// bind each claim's values, it does nothing. [`store_prepared`] returns what is left.
-    pub fn release_claims(&mut self) {
-        if let Rows::PostgresBulk { .. } = self.rows {
-            self.accepted = Vec::new();
-        }
-    }
 }
 
 /// Accepts `claims` (each gets its id and net fee) and serializes everything their storing
@@ -214,28 +205,64 @@ pub fn prepare_batch(
     );
     let accepted = domain::accept(claims);
     let rows = match db.backend() {
-        Backend::Postgres => Rows::bulk(&accepted),
+        Backend::Postgres => Rows::bulk(accepted.iter().map(|a| (a.id, &a.claim))),
         Backend::Sqlite => {
             Rows::new(Backend::Sqlite, &accepted).context("failed to serialize the claims")?
         }
     };
-    let consecutive = accepted
-        .windows(2)
-        .all(|w| w[0].id.as_u128().checked_add(1) == Some(w[1].id.as_u128()));
-    anyhow::ensure!(
-        consecutive,
-        "a batch's claims were not given consecutive ids"
-    );
-    let first = accepted.first().map_or(uuid::Uuid::nil(), |a| a.id);
-    let events =
-        outbox::prepare_publish_rows(db, SERVICE, meta, &ROW_EVENTS[0], first, accepted.len())
-            .context("failed to name the claims' events")?;
+    let ids: Vec<Uuid> = accepted.iter().map(|a| a.id).collect();
+    let events = run_events(db, meta, &ids)?;
     Ok(PreparedBatch {
         len: accepted.len(),
         accepted,
         rows,
         events,
     })
+}
+
+/// [`prepare_batch`] for an importer, which needs none of its claims back: on PostgreSQL the
+/// batch holds only the `COPY` data and the outbox row, and `claims` is left empty, its
+/// capacity kept for the next chunk (a reader then fills the same memory again rather than
+/// fresh pages). On SQLite, whose writes bind each claim's values, the batch takes the claims.
+pub fn prepare_import_batch(
+    db: &Db,
+    claims: &mut Vec<Claim>,
+    meta: &EventMeta,
+) -> anyhow::Result<PreparedBatch> {
+    if db.backend() == Backend::Sqlite {
+        return prepare_batch(db, std::mem::take(claims), meta);
+    }
+    anyhow::ensure!(
+        claims.len() <= MAX_BATCH_CLAIMS,
+        "a batch holds at most {MAX_BATCH_CLAIMS} claims, not {}",
+        claims.len()
+    );
+    let ids: Vec<Uuid> = tally_kernel::id::new_v7_run(claims.len()).collect();
+    let rows = Rows::bulk(ids.iter().copied().zip(claims.iter()));
+    let events = run_events(db, meta, &ids)?;
+    let len = claims.len();
+    claims.clear();
+    Ok(PreparedBatch {
+        len,
+        accepted: Vec::new(),
+        rows,
+        events,
+    })
+}
+
+/// The outbox row naming the `claim.accepted` events of the claims with `ids`, which must be
+/// consecutive (see [`ROW_EVENTS`]).
+fn run_events(db: &Db, meta: &EventMeta, ids: &[Uuid]) -> anyhow::Result<outbox::Prepared> {
+    let consecutive = ids
+        .windows(2)
+        .all(|w| w[0].as_u128().checked_add(1) == Some(w[1].as_u128()));
+    anyhow::ensure!(
+        consecutive,
+        "a batch's claims were not given consecutive ids"
+    );
+    let first = ids.first().copied().unwrap_or(Uuid::nil());
+    outbox::prepare_publish_rows(db, SERVICE, meta, &ROW_EVENTS[0], first, ids.len())
+        .context("failed to name the claims' events")
 }
 
 /// Stores a prepared batch in one transaction of its own: the claims, their providers' totals
@@ -516,10 +543,10 @@ struct SqliteClaim {
 const JSON_ROWS_PER_STATEMENT: usize = MAX_BATCH_CLAIMS;
 
 impl Rows {
-    fn bulk(accepted: &[AcceptedClaim]) -> Rows {
+    fn bulk<'a>(claims: impl ExactSizeIterator<Item = (Uuid, &'a Claim)> + Clone) -> Rows {
         Rows::PostgresBulk {
-            copy: copy::encode(accepted, time::now()),
-            totals: domain::provider_totals(accepted),
+            copy: copy::encode(claims.clone(), time::now()),
+            totals: domain::provider_totals(claims.map(|(_, claim)| claim)),
         }
     }
 
@@ -533,7 +560,7 @@ impl Rows {
                         service_date: time::to_db(a.claim.service_date),
                     })
                     .collect(),
-                totals: domain::provider_totals(accepted),
+                totals: domain::provider_totals(accepted.iter().map(|a| &a.claim)),
             },
             Backend::Postgres => {
                 let mut claims = Vec::new();
@@ -560,10 +587,11 @@ impl Rows {
                         .collect();
                     claims.push(serde_json::to_string(&rows).map_err(encode_error)?);
                 }
-                let totals = total_rows(&domain::provider_totals(accepted))
-                    .chunks(JSON_ROWS_PER_STATEMENT)
-                    .map(|chunk| serde_json::to_string(chunk).map_err(encode_error))
-                    .collect::<Result<_, _>>()?;
+                let totals =
+                    total_rows(&domain::provider_totals(accepted.iter().map(|a| &a.claim)))
+                        .chunks(JSON_ROWS_PER_STATEMENT)
+                        .map(|chunk| serde_json::to_string(chunk).map_err(encode_error))
+                        .collect::<Result<_, _>>()?;
                 Rows::Postgres { claims, totals }
             }
         })

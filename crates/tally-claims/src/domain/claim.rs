@@ -316,13 +316,13 @@ pub struct ProviderDelta {
 /// The batch's growth per provider, keyed by the provider's NPI as a number ([`Npi::number`]):
 /// a bulk writer sums many batches' growth, and numbers hash and compare for a fraction of the
 /// cost of text. [`in_npi_order`] lists them for writing.
-pub fn provider_totals(claims: &[AcceptedClaim]) -> HashMap<u64, ProviderDelta> {
+pub fn provider_totals<'a>(
+    claims: impl ExactSizeIterator<Item = &'a Claim>,
+) -> HashMap<u64, ProviderDelta> {
     let mut totals: HashMap<u64, ProviderDelta> = HashMap::with_capacity(claims.len().min(1 << 14));
-    for accepted in claims {
-        let delta = totals
-            .entry(accepted.claim.provider_npi.number())
-            .or_default();
-        delta.net_fee_minor += accepted.net_fee.amount_minor;
+    for claim in claims {
+        let delta = totals.entry(claim.provider_npi.number()).or_default();
+        delta.net_fee_minor += claim.net_fee().amount_minor;
         delta.claim_count += 1;
     }
     totals
@@ -499,7 +499,7 @@ mod tests {
         let accepted = accept([a.clone(), b, a]);
         assert_eq!(accepted.len(), 3);
         assert_ne!(accepted[0].id, accepted[2].id);
-        let totals = in_npi_order(&provider_totals(&accepted));
+        let totals = in_npi_order(&provider_totals(accepted.iter().map(|a| &a.claim)));
         let rows: Vec<(&str, i64, i64)> = totals
             .iter()
             .map(|(npi, d)| (npi.as_str(), d.net_fee_minor, d.claim_count))

@@ -61,7 +61,9 @@ impl Npi {
         }
         // The NPI check digit is the Luhn digit of the number prefixed with 80840 (the ISO
         // 7812 issuer prefix for US health applications).
-        if !luhn::is_valid(&format!("80840{text}")) {
+        let mut prefixed = *b"80840__________";
+        prefixed[5..].copy_from_slice(text.as_bytes());
+        if !std::str::from_utf8(&prefixed).is_ok_and(luhn::is_valid) {
             return Err(Invalid::NpiCheckDigit);
         }
         Ok(Self(text.to_owned()))

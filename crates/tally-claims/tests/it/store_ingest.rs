@@ -563,3 +563,42 @@ async fn a_bulk_writer_stores_its_batches_whole_at_its_commit(backend: TestBacke
     assert_eq!(aggregate, sums_from_claims(&f.db).await);
 }
 both_backends!(a_bulk_writer_stores_its_batches_whole_at_its_commit);
+
+/// An importer's batch stores what a batch that keeps its claims stores (the claims, each
+/// provider's total grown by the sum over its claims, one event per claim), and leaves the
+/// importer's vector empty: on PostgreSQL with its memory kept for the next chunk, on SQLite
+/// taken into the batch, whose writes bind the claims.
+async fn an_import_batch_stores_its_claims_and_empties_the_chunk(backend: TestBackend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let rows: Vec<_> = (0..250)
+        .map(|i: u32| claim_json(&npi(640_000_000 + i % 7), 50 + i64::from(i)))
+        .collect();
+    let mut writer = BulkWriter::begin(&f.db).await.unwrap();
+    let mut chunk = claims(&rows[..200]);
+    let capacity = chunk.capacity();
+    let batch = tally_claims::prepare_import_batch(&f.db, &mut chunk, &meta()).unwrap();
+    assert_eq!(batch.len(), 200);
+    assert!(chunk.is_empty());
+    match backend {
+        TestBackend::Postgres => assert_eq!(chunk.capacity(), capacity),
+        TestBackend::Sqlite => assert_eq!(chunk.capacity(), 0),
+    }
+    writer.write(&batch).await.unwrap();
+    chunk.extend(claims(&rows[200..]));
+    let batch = tally_claims::prepare_import_batch(&f.db, &mut chunk, &meta()).unwrap();
+    writer.write(&batch).await.unwrap();
+    assert_eq!(writer.commit().await.unwrap(), 250);
+    assert_eq!(count(&f.db, "claims").await, 250);
+    assert_eq!(outbox_events(&f.db).await, 250);
+    assert_eq!(stored_totals(&f.db).await, sums_from_claims(&f.db).await);
+    let expected: i64 = (0..250).map(|i| 50 + i).sum();
+    let total: i64 = stored_totals(&f.db)
+        .await
+        .values()
+        .map(|(fee, _)| fee)
+        .sum();
+    assert_eq!(total, expected);
+}
+both_backends!(an_import_batch_stores_its_claims_and_empties_the_chunk);
