@@ -585,4 +585,42 @@ mod tests {
         db.close().await;
     }
     tally_db::both_backends!(a_stopped_import_resumes_and_a_finished_one_is_not_repeated);
+
+    /// A record saying more rows were done than the file holds (its content is the same, so
+    /// the record is wrong) stops the import before it stores anything, rather than finishing
+    /// the file with rows it never read.
+    async fn a_record_past_the_files_end_stops_the_import(backend: TestBackend) {
+        let Some(location) = TestLocation::new(backend).await else {
+            return;
+        };
+        let db = Db::open_and_migrate(&location.settings(), &tally_claims::SCHEMA)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("claims.csv");
+        write_rows(&path, 300);
+        let digest = file_sha256(&path).unwrap();
+        imports::begin(&db, &digest, "claims.csv").await.unwrap();
+        sqlx::raw_sql(&format!(
+            "UPDATE claim_imports SET rows_done = 301 WHERE file_sha256 = '{digest}'"
+        ))
+        .execute(db.reader())
+        .await
+        .unwrap();
+        let rejects = dir.path().join("rejects.jsonl");
+        let error = import_claims(&db, &path, None, &rejects, false)
+            .await
+            .err()
+            .expect("the record is past the file's end");
+        assert!(
+            format!("{error:#}").contains("fewer rows than an earlier import"),
+            "{error:#}"
+        );
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM claims").await, 0);
+        let record = imports::find(&db, &digest).await.unwrap().unwrap();
+        assert_eq!((record.rows_done, record.accepted), (301, 0));
+        assert!(!record.is_finished());
+        db.close().await;
+    }
+    tally_db::both_backends!(a_record_past_the_files_end_stops_the_import);
 }
