@@ -408,6 +408,16 @@ mod tests {
         std::fs::write(path, csv).unwrap();
     }
 
+    /// A migrated claims database on `backend` (dropped with its location) and a folder for the
+    /// files.
+    async fn claims_db(backend: TestBackend) -> Option<(TestLocation, Db, tempfile::TempDir)> {
+        let location = TestLocation::new(backend).await?;
+        let db = Db::open_and_migrate(&location.settings(), &tally_claims::SCHEMA)
+            .await
+            .unwrap();
+        Some((location, db, tempfile::tempdir().unwrap()))
+    }
+
     /// The refused rows among the first `rows` of [`write_rows`].
     fn refused_in(rows: u64) -> u64 {
         rows.div_ceil(100) - u64::from(rows % 100 <= 42)
@@ -417,13 +427,9 @@ mod tests {
     /// transactions of many chunks, the last one partial. Every good row is stored once, each
     /// provider's total is the sum over its claims, and the log holds one event per claim.
     async fn transactions_of_many_chunks_store_every_good_row_once(backend: TestBackend) {
-        let Some(location) = TestLocation::new(backend).await else {
+        let Some((_location, db, dir)) = claims_db(backend).await else {
             return;
         };
-        let db = Db::open_and_migrate(&location.settings(), &tally_claims::SCHEMA)
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("claims.csv");
         let rows = 2_503u64;
         write_rows(&path, rows);
@@ -487,13 +493,9 @@ mod tests {
     /// them and stores every other good row once; a third one stores nothing. A transaction that
     /// finds the record moved stores nothing.
     async fn a_stopped_import_resumes_and_a_finished_one_is_not_repeated(backend: TestBackend) {
-        let Some(location) = TestLocation::new(backend).await else {
+        let Some((_location, db, dir)) = claims_db(backend).await else {
             return;
         };
-        let db = Db::open_and_migrate(&location.settings(), &tally_claims::SCHEMA)
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("claims.csv");
         let rejects = dir.path().join("rejects.jsonl");
         let rows = 2_503u64;
@@ -590,13 +592,9 @@ mod tests {
     /// the record is wrong) stops the import before it stores anything, rather than finishing
     /// the file with rows it never read.
     async fn a_record_past_the_files_end_stops_the_import(backend: TestBackend) {
-        let Some(location) = TestLocation::new(backend).await else {
+        let Some((_location, db, dir)) = claims_db(backend).await else {
             return;
         };
-        let db = Db::open_and_migrate(&location.settings(), &tally_claims::SCHEMA)
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("claims.csv");
         write_rows(&path, 300);
         let digest = file_sha256(&path).unwrap();
