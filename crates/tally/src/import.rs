@@ -453,23 +453,13 @@ mod tests {
             count(&db, "SELECT CAST(SUM(entries) AS BIGINT) FROM outbox").await,
             accepted
         );
-        let by_provider = |sql: &'static str| {
-            let db = db.clone();
-            async move {
-                sqlx::query(sql)
-                    .fetch_all(db.reader())
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|r| (r.get(0), (r.get(1), r.get(2))))
-                    .collect::<BTreeMap<String, (i64, i64)>>()
-            }
-        };
         let totals = by_provider(
+            &db,
             "SELECT provider_npi, total_net_fee_minor, claim_count FROM provider_totals",
         )
         .await;
         let sums = by_provider(
+            &db,
             "SELECT provider_npi, CAST(SUM(net_fee_minor) AS BIGINT), COUNT(*) FROM claims \
              GROUP BY provider_npi",
         )
@@ -486,6 +476,17 @@ mod tests {
             .await
             .unwrap()
             .get::<i64, _>(0)
+    }
+
+    /// The rows of `sql`, `(provider_npi, net fee, claim count)`, by provider.
+    async fn by_provider(db: &Db, sql: &str) -> BTreeMap<String, (i64, i64)> {
+        sqlx::query(sql)
+            .fetch_all(db.reader())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect()
     }
 
     /// An import whose second transaction fails (a trigger refuses one claim) keeps its first

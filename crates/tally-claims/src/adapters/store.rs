@@ -390,25 +390,26 @@ impl BulkWriter {
             imports::signed(self.claims as u64)?,
             imports::signed(rows_from)?,
         );
+        // The same statement and values for either driver.
+        fn advance<'q, DB: sqlx::Database>(
+            values: (i64, i64, &'q str, &'q str, i64),
+        ) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
+        where
+            i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+            &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        {
+            let (to, claims, now, file_sha256, from) = values;
+            sqlx::query(imports::ADVANCE)
+                .bind(to)
+                .bind(claims)
+                .bind(now)
+                .bind(file_sha256)
+                .bind(from)
+        }
+        let values = (to, claims, now.as_str(), file_sha256, from);
         let moved = match &mut self.tx {
-            Tx::Postgres(tx) => sqlx::query(imports::ADVANCE)
-                .bind(to)
-                .bind(claims)
-                .bind(&now)
-                .bind(file_sha256)
-                .bind(from)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected(),
-            Tx::Portable(tx) => sqlx::query(imports::ADVANCE)
-                .bind(to)
-                .bind(claims)
-                .bind(&now)
-                .bind(file_sha256)
-                .bind(from)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected(),
+            Tx::Postgres(tx) => advance(values).execute(&mut **tx).await?.rows_affected(),
+            Tx::Portable(tx) => advance(values).execute(&mut **tx).await?.rows_affected(),
         };
         Ok(moved == 1)
     }
