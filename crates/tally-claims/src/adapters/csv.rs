@@ -10,7 +10,7 @@
 
 use std::io::Read;
 
-use ::csv::{ByteRecord, Reader, ReaderBuilder};
+use ::csv::{ByteRecord, Reader, ReaderBuilder, StringRecord};
 
 use crate::domain::{Claim, ClaimError, ClaimRow, Field, Invalid, RowRejection};
 
@@ -87,22 +87,44 @@ fn unreadable(e: ::csv::Error) -> ClaimError {
 }
 
 impl<R: Read> CsvRows<R> {
-    fn claim(&self, index: u64) -> Result<Claim, RowRejection> {
-        let mut row = ClaimRow::default();
-        for field in Field::ALL {
-            let Some(bytes) = self.columns[field as usize].and_then(|c| self.record.get(c)) else {
-                continue;
-            };
-            match std::str::from_utf8(bytes) {
-                Ok(text) => row.set(field, text),
-                Err(_) => row.refuse(field, &NOT_UTF8),
+    /// The claim of the record just read. A record that is UTF-8 throughout (checked at once,
+    /// the usual case) is read as text; otherwise each field is checked, and those that are not
+    /// text are refused.
+    fn claim(&mut self, index: u64) -> Result<Claim, RowRejection> {
+        let line = self.record.position().map(|p| p.line());
+        let rejection = |problems| RowRejection {
+            index,
+            line,
+            problems,
+        };
+        match StringRecord::from_byte_record(std::mem::take(&mut self.record)) {
+            Ok(text) => {
+                let mut row = ClaimRow::default();
+                for field in Field::ALL {
+                    if let Some(cell) = self.columns[field as usize].and_then(|c| text.get(c)) {
+                        row.set(field, cell);
+                    }
+                }
+                let claim = row.validate().map_err(rejection);
+                self.record = text.into_byte_record();
+                claim
+            }
+            Err(e) => {
+                self.record = e.into_byte_record();
+                let mut row = ClaimRow::default();
+                for field in Field::ALL {
+                    let Some(bytes) = self.columns[field as usize].and_then(|c| self.record.get(c))
+                    else {
+                        continue;
+                    };
+                    match std::str::from_utf8(bytes) {
+                        Ok(text) => row.set(field, text),
+                        Err(_) => row.refuse(field, &NOT_UTF8),
+                    }
+                }
+                row.validate().map_err(rejection)
             }
         }
-        row.validate().map_err(|problems| RowRejection {
-            index,
-            line: self.record.position().map(|p| p.line()),
-            problems,
-        })
     }
 }
 

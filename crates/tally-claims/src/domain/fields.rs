@@ -89,10 +89,17 @@ impl Npi {
 
 /// Free text (group and subscriber numbers, quadrant): at most `max_chars`, no control characters.
 pub fn parse_text(text: &str, max_chars: usize) -> Result<String, Invalid> {
-    if text.chars().count() > max_chars {
+    // A text has at most as many characters as bytes: most need no counting.
+    if text.len() > max_chars && text.chars().count() > max_chars {
         return Err(Invalid::TooLong(max_chars));
     }
-    if text.chars().any(char::is_control) {
+    // ASCII text, the usual, has only ASCII control characters.
+    let control = if text.is_ascii() {
+        text.bytes().any(|b| b.is_ascii_control())
+    } else {
+        text.chars().any(char::is_control)
+    };
+    if control {
         return Err(Invalid::ControlCharacters);
     }
     Ok(text.to_owned())
@@ -426,5 +433,10 @@ mod tests {
         assert_eq!(parse_text("GRP-1000", 64), Ok(String::from("GRP-1000")));
         assert_eq!(parse_text(&"x".repeat(65), 64), Err(Invalid::TooLong(64)));
         assert_eq!(parse_text("a\u{0}b", 64), Err(Invalid::ControlCharacters));
+        // Characters, not bytes, are counted; control characters beyond ASCII are refused too.
+        assert_eq!(parse_text(&"é".repeat(64), 64), Ok("é".repeat(64)));
+        assert_eq!(parse_text(&"é".repeat(65), 64), Err(Invalid::TooLong(64)));
+        assert_eq!(parse_text("a\u{7f}b", 64), Err(Invalid::ControlCharacters));
+        assert_eq!(parse_text("é\u{85}b", 64), Err(Invalid::ControlCharacters));
     }
 }

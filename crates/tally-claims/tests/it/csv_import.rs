@@ -195,13 +195,25 @@ service date,submitted procedure,quadrant,Plan/Group #,Subscriber#,Provider NPI,
 #[test]
 fn a_cell_that_is_not_utf8_is_refused_by_name() {
     let csv = b"service date,submitted procedure,Plan/Group #,Subscriber#,Provider NPI,\
-provider fees,Allowed fees,member coinsurance,member copay\n3/28/18 0:00,D0180,GRP-\xff,\
-3730189502,1497775530,$1.00,$1.00,$0.00,$0.00\n";
+provider fees,Allowed fees,member coinsurance,member copay,notes\n3/28/18 0:00,D0180,GRP-\xff,\
+3730189502,1497775530,$1.00,$1.00,$0.00,$0.00,\n3/28/18 0:00,D0180,GRP-2,3730189502,1497775530,\
+$2.00,$1.00,$0.00,$0.00,\n3/28/18 0:00,D0180,GRP-3,3730189502,1497775530,$3.00,$1.00,$0.00,\
+$0.00,caf\xe9\n";
     let rows: Vec<_> = csv_rows(&csv[..]).unwrap().map(Result::unwrap).collect();
-    let problems = &rows[0].as_ref().unwrap_err().problems;
+    let rejection = rows[0].as_ref().unwrap_err();
+    assert_eq!(rejection.line, Some(2));
+    let problems = &rejection.problems;
     assert_eq!(problems.len(), 1);
     assert_eq!(problems[0].field.as_deref(), Some("plan_group_number"));
     assert_eq!(problems[0].reason, Invalid::NotUtf8);
+    // The rows after it read as before, and bytes that are not text in a column that is no
+    // field do not matter.
+    let second = rows[1].as_ref().unwrap();
+    assert_eq!(second.plan_group_number(), "GRP-2");
+    assert_eq!(second.net_fee().amount_minor, 100);
+    let third = rows[2].as_ref().unwrap();
+    assert_eq!(third.plan_group_number(), "GRP-3");
+    assert_eq!(third.net_fee().amount_minor, 200);
 }
 
 #[test]
