@@ -9,8 +9,9 @@
 //! always a prefix of the file's good rows, and each transaction records, in the same
 //! transaction, how many of the file's rows it covers (see [`tally_claims::adapters::imports`]):
 //! a file already imported stores nothing, and an import that stopped resumes after the rows its
-//! transactions covered. On PostgreSQL the next transaction writes its claims
-//! on a second connection while the previous one finishes, so both cores can work.
+//! transactions covered. On PostgreSQL a transaction's chunks are the rows of one `COPY`, sent
+//! as they come ([`BulkWriter::write_all`]), and the next transaction writes its claims on a
+//! second connection while the previous one finishes, so both cores can work.
 //!
 //! Unlike `POST /claims`, which stores nothing when a row is bad, the importer stores every good
 //! row and writes the rejected ones, with their reasons, to a JSON-lines file.
@@ -255,10 +256,15 @@ async fn import_in_chunks(
                 }
                 let mut writer = BulkWriter::begin(&task_db).await?;
                 let mut rows_to = rows_from;
-                while let Some((batch, rows_through)) = batches.recv().await {
-                    writer.write(&batch).await?;
-                    rows_to = rows_through;
-                }
+                let chunks = futures_util::stream::poll_fn(|cx| {
+                    batches.poll_recv(cx).map(|chunk| {
+                        chunk.map(|(batch, rows_through)| {
+                            rows_to = rows_through;
+                            batch
+                        })
+                    })
+                });
+                writer.write_all(chunks).await?;
                 if !take_turn(&mut turn).await {
                     writer.rollback().await?;
                     anyhow::bail!(NOT_STORED);

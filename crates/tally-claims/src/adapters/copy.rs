@@ -1,7 +1,9 @@
 //! PostgreSQL's binary `COPY` format for the claims table: the rows of a batch encoded on the
-//! importer's reader thread, so that storing them is one `COPY` whose data the server stores
-//! without parsing any text (the format is PostgreSQL's "Binary Format" of `COPY`: a signature,
-//! then per row a field count and each field as its length and its binary value).
+//! importer's reader thread, so that storing them is part of one `COPY` whose data the server
+//! stores without parsing any text (the format is PostgreSQL's "Binary Format" of `COPY`: a
+//! signature, then per row a field count and each field as its length and its binary value, then
+//! a trailer). A transaction's batches are the rows of one `COPY`: [`HEADER`], each batch's
+//! [`encode`]d rows, [`TRAILER`].
 
 use tally_kernel::time::Timestamp;
 
@@ -9,7 +11,7 @@ use uuid::Uuid;
 
 use crate::domain::{Claim, CURRENCY};
 
-/// The `COPY` statement the data of [`encode`] is for: its columns, in the order encoded.
+/// The `COPY` statement the rows of [`encode`] are for: its columns, in the order encoded.
 pub const COPY_CLAIMS: &str = "COPY claims (id, service_date, submitted_procedure, quadrant, \
      plan_group_number, subscriber_number, provider_npi, provider_fees_minor, allowed_fees_minor, \
      member_coinsurance_minor, member_copay_minor, net_fee_minor, currency, created_at) \
@@ -18,19 +20,21 @@ pub const COPY_CLAIMS: &str = "COPY claims (id, service_date, submitted_procedur
 const FIELDS: i16 = 14;
 
 /// The signature, flags (no OIDs) and header extension length every binary `COPY` starts with.
-const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+pub const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+/// What ends a binary `COPY`'s data: a field count of -1.
+pub const TRAILER: &[u8] = &(-1i16).to_be_bytes();
 
 /// Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01T00:00:00Z.
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
-/// The `COPY` data of the claims with their ids, created at `created_at`: header, one tuple per
-/// claim, trailer.
+/// The `COPY` rows of the claims with their ids, created at `created_at`: one tuple per claim
+/// (without the [`HEADER`] and [`TRAILER`] around a `COPY`'s rows).
 pub fn encode<'a>(
     claims: impl ExactSizeIterator<Item = (Uuid, &'a Claim)>,
     created_at: Timestamp,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER.len() + claims.len() * 200 + 2);
-    out.extend_from_slice(HEADER);
+    let mut out = Vec::with_capacity(claims.len() * 200);
     let created_at = micros(created_at);
     for (id, c) in claims {
         out.extend_from_slice(&FIELDS.to_be_bytes());
@@ -52,7 +56,6 @@ pub fn encode<'a>(
         text(&mut out, CURRENCY.code());
         int8(&mut out, created_at);
     }
-    out.extend_from_slice(&(-1i16).to_be_bytes());
     out
 }
 
@@ -91,10 +94,11 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_batch_is_the_header_and_the_trailer() {
-        let data = encode(std::iter::empty(), "2026-11-21T00:00:00Z".parse().unwrap());
-        assert_eq!(data.len(), HEADER.len() + 2);
-        assert!(data.starts_with(b"PGCOPY\n\xff\r\n\0"));
-        assert!(data.ends_with(&[0xff, 0xff]));
+    fn a_copy_starts_with_the_signature_and_ends_with_a_field_count_of_minus_one() {
+        assert_eq!(HEADER.len(), 19);
+        assert!(HEADER.starts_with(b"PGCOPY\n\xff\r\n\0"));
+        assert_eq!(TRAILER, [0xff, 0xff]);
+        let none = encode(std::iter::empty(), "2026-11-21T00:00:00Z".parse().unwrap());
+        assert!(none.is_empty());
     }
 }

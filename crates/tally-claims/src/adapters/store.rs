@@ -6,8 +6,9 @@
 //! next batch on its reader thread while the database writes this one; the transaction then
 //! only binds and executes a few statements per table. On SQLite those are multi-row `INSERT`s
 //! with anonymous parameters (see [`tally_db::sqlite_values`]). On PostgreSQL a prepared batch
-//! goes through the native driver ([`BulkWriter`]): the claims as one binary `COPY`, the totals
-//! as one statement of array parameters; a request (inside the portable transaction of its
+//! goes through the native driver ([`BulkWriter`]): the claims as binary `COPY` rows (all the
+//! batches of a [`BulkWriter::write_all`] as one `COPY`), the totals as one statement of array
+//! parameters; a request (inside the portable transaction of its
 //! idempotency record) binds a JSON array of rows per table instead.
 //!
 //! A prepared batch's `claim.accepted` events are one outbox row naming its run of claims (see
@@ -20,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use anyhow::Context as _;
+use futures_util::{Stream, StreamExt as _};
 use sqlx::Row as _;
 use tally_bus::{outbox, RowEvents};
 use tally_db::{classify, Backend, Db, DbErrorKind, PgTx, ServiceSchema, WriteTx};
@@ -340,10 +342,12 @@ impl BulkWriter {
     /// Writes a batch's claims and the outbox row of their events; its totals wait for the
     /// commit.
     pub async fn write(&mut self, batch: &PreparedBatch) -> Result<(), sqlx::Error> {
-        let totals = match (&mut self.tx, &batch.rows) {
+        let grown = match (&mut self.tx, &batch.rows) {
             (Tx::Postgres(tx), Rows::PostgresBulk { copy, totals }) => {
                 let mut sink = tx.copy_in_raw(copy::COPY_CLAIMS).await?;
+                sink.send(copy::HEADER).await?;
                 sink.send(copy.as_slice()).await?;
+                sink.send(copy::TRAILER).await?;
                 sink.finish().await?;
                 batch.events.append_postgres(tx).await?;
                 totals
@@ -354,18 +358,61 @@ impl BulkWriter {
                 batch.events.append(tx).await?;
                 totals
             }
-            _ => {
-                return Err(sqlx::Error::Protocol(
-                    "a batch was prepared for another database".into(),
-                ))
+            _ => return Err(another_database()),
+        };
+        grow(&mut self.totals, grown);
+        self.claims += batch.len();
+        Ok(())
+    }
+
+    /// Writes every batch of `batches`, as [`BulkWriter::write`] would one by one. On PostgreSQL their claims are the rows of one `COPY`, sent as each batch
+    /// comes, and the outbox rows of their events follow it: the server then sets up one `COPY`
+    /// for the whole transaction, and never waits for the next batch's `COPY` to begin while
+    /// the client waits for the last one to end.
+    pub async fn write_all(
+        &mut self,
+        mut batches: impl Stream<Item = PreparedBatch> + Unpin,
+    ) -> Result<(), sqlx::Error> {
+        let tx = match &mut self.tx {
+            Tx::Postgres(tx) => tx,
+            Tx::Portable(_) => {
+                while let Some(batch) = batches.next().await {
+                    self.write(&batch).await?;
+                }
+                return Ok(());
             }
         };
-        for (npi, delta) in totals {
-            let total = self.totals.entry(*npi).or_default();
-            total.net_fee_minor += delta.net_fee_minor;
-            total.claim_count += delta.claim_count;
+        let Some(first) = batches.next().await else {
+            return Ok(());
+        };
+        let mut events = Vec::new();
+        let mut sink = tx.copy_in_raw(copy::COPY_CLAIMS).await?;
+        let sent = async {
+            sink.send(copy::HEADER).await?;
+            let mut batch = Some(first);
+            while let Some(written) = batch {
+                let Rows::PostgresBulk { copy, totals } = &written.rows else {
+                    return Err(another_database());
+                };
+                sink.send(copy.as_slice()).await?;
+                grow(&mut self.totals, totals);
+                self.claims += written.len();
+                events.push(written.events);
+                batch = batches.next().await;
+            }
+            sink.send(copy::TRAILER).await?;
+            Ok(())
         }
-        self.claims += batch.len();
+        .await;
+        if let Err(e) = sent {
+            // Ends the `COPY` with nothing of it stored, the connection ready for the rollback.
+            sink.abort(e.to_string()).await.ok();
+            return Err(e);
+        }
+        sink.finish().await?;
+        for batch_events in &events {
+            batch_events.append_postgres(tx).await?;
+        }
         Ok(())
     }
 
@@ -450,6 +497,19 @@ impl BulkWriter {
             Tx::Portable(tx) => tx.rollback().await,
         }
     }
+}
+
+/// Adds a batch's growth of its providers' totals to `totals`.
+fn grow(totals: &mut HashMap<u64, ProviderDelta>, grown: &HashMap<u64, ProviderDelta>) {
+    for (npi, delta) in grown {
+        let total = totals.entry(*npi).or_default();
+        total.net_fee_minor += delta.net_fee_minor;
+        total.claim_count += delta.claim_count;
+    }
+}
+
+fn another_database() -> sqlx::Error {
+    sqlx::Error::Protocol("a batch was prepared for another database".into())
 }
 
 /// The `claim.accepted` events of `claims`, serialized for the outbox, packed: a batch's events

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use futures_util::StreamExt as _;
+
 use sqlx::Row as _;
 use tally_claims::adapters::store::{ProviderTotal, TOP_PROVIDERS};
 use tally_claims::{store_batch, BulkWriter, Store, TopProvidersRate};
@@ -602,3 +604,60 @@ async fn an_import_batch_stores_its_claims_and_empties_the_chunk(backend: TestBa
     assert_eq!(total, expected);
 }
 both_backends!(an_import_batch_stores_its_claims_and_empties_the_chunk);
+
+/// A bulk writer stores a stream of batches as it stores them one by one (on PostgreSQL as the
+/// rows of one `COPY`); an empty stream stores nothing. On PostgreSQL a stream that fails part
+/// way, after a batch of it went to the server, ends its `COPY` and leaves the transaction to
+/// roll back with nothing stored.
+async fn a_bulk_writer_stores_a_stream_of_batches(backend: TestBackend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let rows: Vec<_> = (0..300)
+        .map(|i: u32| claim_json(&npi(650_000_000 + i % 5), 10 + i64::from(i)))
+        .collect();
+    let batches = |db: &Db, parts: &[std::ops::Range<usize>]| {
+        let prepared: Vec<_> = parts
+            .iter()
+            .map(|part| {
+                let mut chunk = claims(&rows[part.clone()]);
+                tally_claims::prepare_import_batch(db, &mut chunk, &meta()).unwrap()
+            })
+            .collect();
+        futures_util::stream::iter(prepared)
+    };
+    if backend == TestBackend::Postgres {
+        let sqlite = fixture(TestBackend::Sqlite).await.unwrap();
+        let mut failing = BulkWriter::begin(&f.db).await.unwrap();
+        let stream = batches(&f.db, &[0..100]).chain(batches(&sqlite.db, &[100..150]));
+        let refused = failing.write_all(stream).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("another database"),
+            "{refused}"
+        );
+        failing.rollback().await.unwrap();
+        for table in ["claims", "provider_totals", "outbox"] {
+            assert_eq!(count(&f.db, table).await, 0, "{table}");
+        }
+    }
+    let mut writer = BulkWriter::begin(&f.db).await.unwrap();
+    writer.write_all(batches(&f.db, &[])).await.unwrap();
+    assert_eq!(writer.claims(), 0);
+    writer
+        .write_all(batches(&f.db, &[0..120, 120..121, 121..300]))
+        .await
+        .unwrap();
+    assert_eq!(writer.claims(), 300);
+    assert_eq!(writer.commit().await.unwrap(), 300);
+    assert_eq!(count(&f.db, "claims").await, 300);
+    assert_eq!(outbox_events(&f.db).await, 300);
+    assert_eq!(stored_totals(&f.db).await, sums_from_claims(&f.db).await);
+    let expected: i64 = (0..300).map(|i| 10 + i).sum();
+    let total: i64 = stored_totals(&f.db)
+        .await
+        .values()
+        .map(|(fee, _)| fee)
+        .sum();
+    assert_eq!(total, expected);
+}
+both_backends!(a_bulk_writer_stores_a_stream_of_batches);
