@@ -133,6 +133,9 @@ pub enum BenchCommand {
         /// An admin PostgreSQL URL to compare with COPY (a database is created and dropped).
         #[arg(long, env = "TALLY_BENCH_POSTGRES_URL")]
         postgres: Option<String>,
+        /// PostgreSQL rounds, each a COPY then an import; the median of their ratios is printed.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
 }
 
@@ -393,9 +396,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             rows,
             providers,
             postgres,
+            rounds,
         }) => {
             init_logs(&log, false);
-            crate::bench::import_claims(rows, providers.max(1), postgres.as_deref()).await
+            crate::bench::import_claims(rows, providers.max(1), postgres.as_deref(), rounds).await
         }
         Command::Token(cmd) => {
             init_logs(&log, false);
