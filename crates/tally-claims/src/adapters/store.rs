@@ -365,10 +365,11 @@ impl BulkWriter {
         Ok(())
     }
 
-    /// Writes every batch of `batches`, as [`BulkWriter::write`] would one by one. On PostgreSQL their claims are the rows of one `COPY`, sent as each batch
-    /// comes, and the outbox rows of their events follow it: the server then sets up one `COPY`
-    /// for the whole transaction, and never waits for the next batch's `COPY` to begin while
-    /// the client waits for the last one to end.
+    /// Writes every batch of `batches`, as [`BulkWriter::write`] would one by one. On
+    /// PostgreSQL their claims are the rows of one `COPY`, sent as each batch comes, and the
+    /// outbox rows of their events follow it: the server then sets up one `COPY` for the whole
+    /// transaction, and never waits for the next batch's `COPY` to begin while the client waits
+    /// for the last one to end.
     pub async fn write_all(
         &mut self,
         mut batches: impl Stream<Item = PreparedBatch> + Unpin,

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use futures_util::StreamExt as _;
-
 use sqlx::Row as _;
 use tally_claims::adapters::store::{ProviderTotal, TOP_PROVIDERS};
 use tally_claims::{store_batch, BulkWriter, Store, TopProvidersRate};
