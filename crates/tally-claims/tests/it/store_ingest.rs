@@ -591,16 +591,18 @@ async fn an_import_batch_stores_its_claims_and_empties_the_chunk(backend: TestBa
     let batch = tally_claims::prepare_import_batch(&f.db, &mut chunk, &meta()).unwrap();
     writer.write(&batch).await.unwrap();
     assert_eq!(writer.commit().await.unwrap(), 250);
-    assert_eq!(count(&f.db, "claims").await, 250);
-    assert_eq!(outbox_events(&f.db).await, 250);
-    assert_eq!(stored_totals(&f.db).await, sums_from_claims(&f.db).await);
-    let expected: i64 = (0..250).map(|i| 50 + i).sum();
-    let total: i64 = stored_totals(&f.db)
-        .await
-        .values()
-        .map(|(fee, _)| fee)
-        .sum();
-    assert_eq!(total, expected);
+    assert_stored(&f.db, 250, (0..250).map(|i| 50 + i).sum()).await;
+}
+
+/// `claims` claims and their events are stored, the providers' totals are the sums over the
+/// claims, and together they come to `net_minor`.
+async fn assert_stored(db: &Db, claims: i64, net_minor: i64) {
+    assert_eq!(count(db, "claims").await, claims);
+    assert_eq!(outbox_events(db).await, claims);
+    let totals = stored_totals(db).await;
+    assert_eq!(totals, sums_from_claims(db).await);
+    let total: i64 = totals.values().map(|(fee, _)| fee).sum();
+    assert_eq!(total, net_minor);
 }
 both_backends!(an_import_batch_stores_its_claims_and_empties_the_chunk);
 
@@ -651,15 +653,6 @@ async fn a_bulk_writer_stores_a_stream_of_batches(backend: TestBackend) {
         .unwrap();
     assert_eq!(writer.claims(), 300);
     assert_eq!(writer.commit().await.unwrap(), 300);
-    assert_eq!(count(&f.db, "claims").await, 300);
-    assert_eq!(outbox_events(&f.db).await, 300);
-    assert_eq!(stored_totals(&f.db).await, sums_from_claims(&f.db).await);
-    let expected: i64 = (0..300).map(|i| 10 + i).sum();
-    let total: i64 = stored_totals(&f.db)
-        .await
-        .values()
-        .map(|(fee, _)| fee)
-        .sum();
-    assert_eq!(total, expected);
+    assert_stored(&f.db, 300, (0..300).map(|i| 10 + i).sum()).await;
 }
 both_backends!(a_bulk_writer_stores_a_stream_of_batches);
