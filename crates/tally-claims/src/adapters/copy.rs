@@ -36,6 +36,7 @@ pub fn encode<'a>(
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(claims.len() * 200);
     let created_at = micros(created_at);
+    let currency = CURRENCY.code();
     for (id, c) in claims {
         out.extend_from_slice(&FIELDS.to_be_bytes());
         field(&mut out, id.as_bytes());
@@ -53,7 +54,7 @@ pub fn encode<'a>(
         int8(&mut out, c.member_coinsurance.amount_minor);
         int8(&mut out, c.member_copay.amount_minor);
         int8(&mut out, c.net_fee().amount_minor);
-        text(&mut out, CURRENCY.code());
+        text(&mut out, currency);
         int8(&mut out, created_at);
     }
     out

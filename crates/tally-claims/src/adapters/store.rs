@@ -17,7 +17,6 @@
 //! data once. That is why claims never change once stored (their table refuses updates and
 //! deletes). A request's events are written whole, packed.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use anyhow::Context as _;
@@ -31,7 +30,7 @@ use uuid::Uuid;
 
 use super::{copy, imports};
 use crate::domain::events::ClaimAccepted;
-use crate::domain::{self, AcceptedClaim, Claim, ProviderDelta, CURRENCY};
+use crate::domain::{self, AcceptedClaim, Claim, Totals, CURRENCY};
 use crate::SERVICE;
 
 pub static SCHEMA: LazyLock<ServiceSchema> = LazyLock::new(|| ServiceSchema {
@@ -315,7 +314,7 @@ pub struct BulkWriter {
     db: Db,
     tx: Tx,
     /// Each provider's growth so far, by NPI number.
-    totals: HashMap<u64, ProviderDelta>,
+    totals: Totals,
     claims: usize,
 }
 
@@ -334,7 +333,7 @@ impl BulkWriter {
         Ok(BulkWriter {
             db: db.clone(),
             tx,
-            totals: HashMap::new(),
+            totals: Totals::default(),
             claims: 0,
         })
     }
@@ -501,7 +500,7 @@ impl BulkWriter {
 }
 
 /// Adds a batch's growth of its providers' totals to `totals`.
-fn grow(totals: &mut HashMap<u64, ProviderDelta>, grown: &HashMap<u64, ProviderDelta>) {
+fn grow(totals: &mut Totals, grown: &Totals) {
     for (npi, delta) in grown {
         let total = totals.entry(*npi).or_default();
         total.net_fee_minor += delta.net_fee_minor;
@@ -566,7 +565,7 @@ async fn write(
 
 /// `(provider_npi, net_fee_minor, claim_count)` of each provider in `totals`, in NPI order (see
 /// [`domain::in_npi_order`]): the rows of a totals upsert.
-fn total_rows(totals: &HashMap<u64, ProviderDelta>) -> Vec<(String, i64, i64)> {
+fn total_rows(totals: &Totals) -> Vec<(String, i64, i64)> {
     domain::in_npi_order(totals)
         .into_iter()
         .map(|(npi, d)| (npi, d.net_fee_minor, d.claim_count))
@@ -579,7 +578,7 @@ enum Rows {
     /// totals by NPI number (see [`domain::provider_totals`]).
     Sqlite {
         claims: Vec<SqliteClaim>,
-        totals: HashMap<u64, ProviderDelta>,
+        totals: Totals,
     },
     /// PostgreSQL inside a portable transaction (a request): JSON arrays of rows, one per
     /// statement, the totals in NPI order.
@@ -589,10 +588,7 @@ enum Rows {
     },
     /// PostgreSQL through the native driver (a [`BulkWriter`]): the claims as binary `COPY`
     /// data, the totals by NPI number (see [`domain::provider_totals`]).
-    PostgresBulk {
-        copy: Vec<u8>,
-        totals: HashMap<u64, ProviderDelta>,
-    },
+    PostgresBulk { copy: Vec<u8>, totals: Totals },
 }
 
 struct SqliteClaim {

@@ -109,10 +109,10 @@ pub fn parse_text(text: &str, max_chars: usize) -> Result<String, Invalid> {
 /// straight into an integer: an import parses four amounts a row.
 pub fn parse_amount(text: &str) -> Result<Money, Invalid> {
     let (minus_first, rest) = split_prefix(text, '-');
-    let (_, rest) = split_prefix(rest.trim_start(), '$');
-    let (minus_after, rest) = split_prefix(rest.trim_start(), '-');
+    let (_, rest) = split_prefix(trim_start(rest), '$');
+    let (minus_after, rest) = split_prefix(trim_start(rest), '-');
     let negative = minus_first || minus_after;
-    let (int, frac) = match rest.split_once('.') {
+    let (int, frac) = match split_once_byte(rest, |b| b == b'.') {
         Some((int, frac)) => (int, Some(frac)),
         None => (rest, None),
     };
@@ -150,10 +150,79 @@ fn split_prefix(text: &str, prefix: char) -> (bool, &str) {
     }
 }
 
+/// `text` without leading and trailing whitespace, as [`str::trim`] (Unicode's), without decoding
+/// characters while they are ASCII: a row's every field is trimmed.
+#[inline]
+pub(crate) fn trim(text: &str) -> &str {
+    let text = trim_start(text);
+    let bytes = text.as_bytes();
+    let mut end = bytes.len();
+    while end > 0 && is_ascii_space(bytes[end - 1]) {
+        end -= 1;
+    }
+    let rest = &text[..end];
+    if end > 0 && !bytes[end - 1].is_ascii() {
+        rest.trim_end()
+    } else {
+        rest
+    }
+}
+
+/// `text` without its leading whitespace, as [`str::trim_start`] (Unicode's), without decoding
+/// characters while they are ASCII.
+#[inline]
+fn trim_start(text: &str) -> &str {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    while start < bytes.len() && is_ascii_space(bytes[start]) {
+        start += 1;
+    }
+    let rest = &text[start..];
+    if start < bytes.len() && !bytes[start].is_ascii() {
+        rest.trim_start()
+    } else {
+        rest
+    }
+}
+
+/// The ASCII characters that [`char::is_whitespace`] holds to be whitespace (which includes the
+/// vertical tab, unlike [`u8::is_ascii_whitespace`]).
+#[inline]
+fn is_ascii_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// The text before and after the first byte `at` matches, which must be an ASCII byte (so both
+/// sides are whole characters): [`str::split_once`] for the ASCII separators of amounts, dates
+/// and times, without a character searcher's set-up for a few bytes.
+fn split_once_byte(text: &str, at: impl Fn(u8) -> bool) -> Option<(&str, &str)> {
+    let i = text.bytes().position(|b| b.is_ascii() && at(b))?;
+    Some((&text[..i], &text[i + 1..]))
+}
+
+/// [`str::split`] on one ASCII byte.
+fn split_byte(text: &str, at: u8) -> impl Iterator<Item = &str> {
+    debug_assert!(at.is_ascii());
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match split_once_byte(current, |b| b == at) {
+            Some((part, after)) => {
+                rest = Some(after);
+                Some(part)
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
 /// The value of an integer part written plainly (`1250`) or grouped by thousands (`1,250`):
 /// `None` when it is not written so, `Some(None)` when it is but does not fit an `i64`.
 fn ungroup(int: &str) -> Option<Option<i64>> {
-    let mut groups = int.split(',');
+    let mut groups = split_byte(int, b',');
     let first = groups.next()?;
     let digits = |g: &str| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit());
     if !digits(first) {
@@ -185,8 +254,8 @@ pub fn parse_service_date(text: &str) -> Result<Timestamp, Invalid> {
     if let Ok(ts) = DateTime::parse_from_rfc3339(text) {
         return Ok(ts.with_timezone(&Utc));
     }
-    let (date, time) = match text.split_once([' ', 'T']) {
-        Some((date, time)) => (date, Some(time.trim_start())),
+    let (date, time) = match split_once_byte(text, |b| b == b' ' || b == b'T') {
+        Some((date, time)) => (date, Some(trim_start(time))),
         None => (text, None),
     };
     let date = parse_date(date).ok_or(Invalid::NotADate)?;
@@ -200,25 +269,28 @@ pub fn parse_service_date(text: &str) -> Result<Timestamp, Invalid> {
 }
 
 fn parse_date(text: &str) -> Option<NaiveDate> {
-    let (year, month, day) = if let Some((m, rest)) = text.split_once('/') {
-        let (d, y) = rest.split_once('/')?;
+    let (year, month, day) = if let Some((m, rest)) = split_once_byte(text, |b| b == b'/') {
+        let (d, y) = split_once_byte(rest, |b| b == b'/')?;
         let year = match y.len() {
             2 => 2000 + number(y, 2, 2)?,
             _ => number(y, 4, 4)?,
         };
         (year, number(m, 1, 2)?, number(d, 1, 2)?)
     } else {
-        let mut parts = text.splitn(3, '-');
+        let mut parts = split_byte(text, b'-');
         let y = number(parts.next()?, 4, 4)?;
         let m = number(parts.next()?, 1, 2)?;
         let d = number(parts.next()?, 1, 2)?;
+        if parts.next().is_some() {
+            return None;
+        }
         (y, m, d)
     };
     NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)
 }
 
 fn parse_time(text: &str) -> Option<NaiveTime> {
-    let mut parts = text.split(':');
+    let mut parts = split_byte(text, b':');
     let hour = number(parts.next()?, 1, 2)?;
     let minute = number(parts.next()?, 2, 2)?;
     let second = match parts.next() {
@@ -387,6 +459,7 @@ mod tests {
             "3/28",
             "28.03.2018",
             "18-03-28",
+            "2018-03-28-5",
             "3/28/18 24:00",
             "3/28/18 0:0",
             "3/28/18 0:00:00:00",
@@ -397,7 +470,41 @@ mod tests {
         }
     }
 
+    /// Text of whitespace (ASCII, vertical tab, Unicode's no-break and ideographic spaces) and
+    /// other characters, ASCII or not.
+    fn spaced_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy as _;
+        proptest::collection::vec(
+            proptest::sample::select(vec![
+                ' ', '\t', '\n', '\r', '\u{0B}', '\u{0C}', '\u{1F}', '\u{85}', '\u{A0}',
+                '\u{3000}', 'a', '7', '$', '.', '/', 'é', '€',
+            ]),
+            0..8,
+        )
+        .prop_map(|chars| chars.into_iter().collect())
+    }
+
     proptest::proptest! {
+        #[test]
+        fn trimming_is_unicodes(text in spaced_text()) {
+            proptest::prop_assert_eq!(trim(&text), text.trim());
+            proptest::prop_assert_eq!(trim_start(&text), text.trim_start());
+        }
+
+        #[test]
+        fn splitting_on_a_byte_is_splitting_on_its_character(text in spaced_text()) {
+            for at in [b'.', b'/', b'$'] {
+                proptest::prop_assert_eq!(
+                    split_once_byte(&text, |b| b == at),
+                    text.split_once(char::from(at))
+                );
+                proptest::prop_assert_eq!(
+                    split_byte(&text, at).collect::<Vec<_>>(),
+                    text.split(char::from(at)).collect::<Vec<_>>()
+                );
+            }
+        }
+
         #[test]
         fn any_amount_written_in_dollars_and_cents_reads_back_exactly(
             minor in 0..=MAX_AMOUNT_MINOR,

@@ -8,6 +8,7 @@ pub mod fields;
 
 pub use claim::{
     accept, in_npi_order, provider_totals, AcceptedClaim, Claim, ClaimRow, Field, ProviderDelta,
+    Totals,
 };
 pub use error::{ClaimError, Invalid, RowProblem, RowRejection};
 pub use fields::{Npi, ProcedureCode, CURRENCY, MAX_AMOUNT_MINOR};
