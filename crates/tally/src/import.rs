@@ -33,9 +33,14 @@ use tokio::sync::{mpsc, oneshot};
 /// Most claims stored in one transaction.
 pub const MAX_BATCH: usize = 1_000_000;
 
-/// Most prepared chunks waiting for their transaction's writer (each about 5 MB): how far the
-/// reader may run ahead of the database, whatever the transaction's size.
-const CHUNKS_AHEAD: usize = 16;
+/// Most prepared chunks waiting for their transaction's writer (on PostgreSQL each about 1.5 MB
+/// of `COPY` rows): how far the reader may run ahead of the database, whatever the
+/// transaction's size. 25 holds a whole transaction of the PostgreSQL default, so that the
+/// reader hands a transaction its last chunk, and the next transaction can start, as soon as the
+/// one before commits. (Measured: with 16, a transaction spent part of its run waiting alone for
+/// room for its last nine chunks, one core idle; 25 took the import from 2.90 s to 2.59 s,
+/// medians of eight interleaved runs each, for 8 MiB more memory.)
+const CHUNKS_AHEAD: usize = 25;
 
 /// Claims stored per transaction unless told otherwise. SQLite: 100,000, so that each provider's
 /// total grows ten times per million claims rather than a hundred (with 10,000 providers, a
