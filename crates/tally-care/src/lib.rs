@@ -11,7 +11,9 @@
 pub mod adapters;
 pub mod domain;
 
-pub use adapters::directory::{DirectoryError, HttpPatientDirectory, PatientDirectory};
+pub use adapters::directory::{
+    BaseUrlError, DirectoryError, HttpPatientDirectory, PatientDirectory,
+};
 pub use adapters::routes::{router, Care, CareApi, CareSettings};
 pub use adapters::store::SCHEMA;
 pub use domain::PatientStatus;

@@ -172,8 +172,8 @@ pub struct ServeArgs {
     /// The clinic's offset from UTC, for dates given without one (document 000's), e.g. +03:00.
     #[arg(long, env = "TALLY_CLINIC_UTC_OFFSET", default_value = "+00:00")]
     pub clinic_utc_offset: String,
-    /// Base URL of the patients service when another process serves it; care checks patients
-    /// there instead of in this process.
+    /// Base URL (http://) of the patients service when another process serves it; care checks
+    /// patients there instead of in this process.
     #[arg(long, env = "TALLY_PATIENTS_URL", requires = "patients_token")]
     pub patients_url: Option<String>,
     /// Care's own token for the patients service (scope patients:read), with --patients-url.
@@ -443,6 +443,44 @@ async fn serve(settings: DbSettings, log: &str, args: ServeArgs) -> anyhow::Resu
     init_logs(log, args.log_json);
     let default_currency = Currency::parse(&args.default_currency)
         .with_context(|| format!("--default-currency {} is not usable", args.default_currency))?;
+    // Every setting is checked before any database is opened: a typo stops here, with nothing
+    // created and no admin token printed.
+    let clinic_utc_offset: chrono::FixedOffset = args.clinic_utc_offset.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--clinic-utc-offset must look like +03:00, not {}",
+            args.clinic_utc_offset
+        )
+    })?;
+    let secret = args.webhook_secret.clone().unwrap_or_default();
+    let notifications = tally_notifications::NotificationSettings {
+        webhooks: args
+            .webhooks
+            .iter()
+            .map(|url| tally_notifications::Webhook {
+                url: url.clone(),
+                secret: secret.clone(),
+            })
+            .collect(),
+        smtp: args
+            .smtp_host
+            .clone()
+            .map(|host| tally_notifications::Smtp {
+                host,
+                port: args.smtp_port,
+                from: args.smtp_from.clone(),
+            }),
+        max_attempts: args.notification_max_attempts.max(1),
+        retry_base: Duration::from_millis(args.notification_retry_base_ms),
+        retry_max: Duration::from_millis(args.notification_retry_max_ms),
+        ..Default::default()
+    };
+    notifications
+        .validate()
+        .map_err(|e| anyhow::anyhow!("notification settings: {e}"))?;
+    if let Some(url) = &args.patients_url {
+        tally_care::HttpPatientDirectory::check_base_url(url)
+            .map_err(|e| anyhow::anyhow!("--patients-url {url} {e}"))?;
+    }
     let mut platform = Platform::open(&settings).await?;
     platform.default_currency = default_currency;
     if let Some(token) = tally_auth::store::first_admin_token(&platform.auth).await? {
@@ -480,38 +518,6 @@ async fn serve(settings: DbSettings, log: &str, args: ServeArgs) -> anyhow::Resu
         limiter,
         protect_metrics: args.protect_metrics,
     };
-    let clinic_utc_offset: chrono::FixedOffset = args.clinic_utc_offset.parse().map_err(|_| {
-        anyhow::anyhow!(
-            "--clinic-utc-offset must look like +03:00, not {}",
-            args.clinic_utc_offset
-        )
-    })?;
-    let secret = args.webhook_secret.clone().unwrap_or_default();
-    let notifications = tally_notifications::NotificationSettings {
-        webhooks: args
-            .webhooks
-            .iter()
-            .map(|url| tally_notifications::Webhook {
-                url: url.clone(),
-                secret: secret.clone(),
-            })
-            .collect(),
-        smtp: args
-            .smtp_host
-            .clone()
-            .map(|host| tally_notifications::Smtp {
-                host,
-                port: args.smtp_port,
-                from: args.smtp_from.clone(),
-            }),
-        max_attempts: args.notification_max_attempts.max(1),
-        retry_base: Duration::from_millis(args.notification_retry_base_ms),
-        retry_max: Duration::from_millis(args.notification_retry_max_ms),
-        ..Default::default()
-    };
-    notifications
-        .validate()
-        .map_err(|e| anyhow::anyhow!("notification settings: {e}"))?;
     if !args.no_consumers {
         tasks.spawn(tally_notifications::run_delivery(
             platform.notifications(notifications.clone()),

@@ -41,6 +41,23 @@ pub trait PatientDirectory: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<PatientStatus>, DirectoryError>>;
 }
 
+/// Why a base URL for [`HttpPatientDirectory`] is refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BaseUrlError {
+    #[error("is not a URL")]
+    NotAUrl,
+    #[error(
+        "is https, and this build has no TLS: give an http:// URL (a local proxy can add TLS)"
+    )]
+    Https,
+    #[error("must be an http:// URL")]
+    NotHttp,
+    #[error("has no host")]
+    NoHost,
+    #[error("must not have a query or a fragment: the patient's path is appended to it")]
+    QueryOrFragment,
+}
+
 /// Timeouts of one request to the patients service.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
@@ -89,6 +106,25 @@ impl HttpPatientDirectory {
         }
     }
 
+    /// Refuses a base URL that no request could reach: not `http://` (this build has no TLS,
+    /// so an `https://` URL would fail every booking), without a host, or with a query or a
+    /// fragment. The binary checks it at start, before it opens any database.
+    pub fn check_base_url(base_url: &str) -> Result<(), BaseUrlError> {
+        let url = reqwest::Url::parse(base_url).map_err(|_| BaseUrlError::NotAUrl)?;
+        match url.scheme() {
+            "http" => {}
+            "https" => return Err(BaseUrlError::Https),
+            _ => return Err(BaseUrlError::NotHttp),
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(BaseUrlError::NoHost);
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(BaseUrlError::QueryOrFragment);
+        }
+        Ok(())
+    }
+
     async fn fetch(&self, patient_id: Uuid) -> Result<Option<PatientStatus>, DirectoryError> {
         let url = format!("{}/patients/{patient_id}", self.base_url);
         let response = self
@@ -123,5 +159,44 @@ impl PatientDirectory for HttpPatientDirectory {
         patient_id: Uuid,
     ) -> BoxFuture<'a, Result<Option<PatientStatus>, DirectoryError>> {
         Box::pin(self.fetch(patient_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_that_no_request_could_reach_are_refused() {
+        for good in [
+            "http://127.0.0.1:8080",
+            "http://patients.internal/",
+            "http://patients.internal:9000/api/v1",
+        ] {
+            assert_eq!(HttpPatientDirectory::check_base_url(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("", BaseUrlError::NotAUrl),
+            ("127.0.0.1:8080", BaseUrlError::NotAUrl),
+            ("localhost:8080", BaseUrlError::NotHttp),
+            ("patients.internal", BaseUrlError::NotAUrl),
+            ("https://patients.example.com", BaseUrlError::Https),
+            ("ftp://patients.internal", BaseUrlError::NotHttp),
+            ("http://", BaseUrlError::NotAUrl),
+            (
+                "http://patients.internal/?x=1",
+                BaseUrlError::QueryOrFragment,
+            ),
+            (
+                "http://patients.internal/#top",
+                BaseUrlError::QueryOrFragment,
+            ),
+        ] {
+            assert_eq!(
+                HttpPatientDirectory::check_base_url(bad),
+                Err(why),
+                "{bad:?}"
+            );
+        }
     }
 }

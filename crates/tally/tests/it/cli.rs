@@ -19,6 +19,87 @@ fn tally(server: &TestServer, args: &[&str]) -> std::process::Output {
         .expect("failed to run tally")
 }
 
+/// A setting `serve` could not use stops it at start, naming the setting, before it opens a
+/// database: nothing is created and no admin token is printed.
+#[test]
+fn serve_refuses_unusable_settings_before_opening_anything() {
+    let root = tempfile::tempdir().expect("failed to create a temporary folder");
+    let data = root.path().join("data");
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[
+                "--patients-url",
+                "https://patients.example.com",
+                "--patients-token",
+                "t",
+            ],
+            "--patients-url https://patients.example.com is https, and this build has no TLS",
+        ),
+        (
+            &[
+                "--patients-url",
+                "http://patients.internal/?x=1",
+                "--patients-token",
+                "t",
+            ],
+            "must not have a query or a fragment",
+        ),
+        (
+            &[
+                "--webhook",
+                "https://hooks.example.com/tally",
+                "--webhook-secret",
+                "s",
+            ],
+            "notification settings",
+        ),
+        (
+            &["--clinic-utc-offset", "3"],
+            "--clinic-utc-offset must look like +03:00",
+        ),
+        (
+            &["--default-currency", "usd1"],
+            "--default-currency usd1 is not usable",
+        ),
+    ];
+    for (args, says) in cases {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+            .env_remove("TALLY_DATABASE_URL")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["serve", "--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("failed to run tally");
+        // A server that accepted the setting would run until stopped.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child
+            .try_wait()
+            .expect("failed to wait for tally")
+            .is_none()
+        {
+            if Instant::now() > deadline {
+                child.kill().ok();
+                panic!("{args:?} was accepted: tally serve kept running");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child
+            .wait_with_output()
+            .expect("failed to read tally's output");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        assert!(!output.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stdout.contains("admin token"), "{args:?}: {stdout}");
+        assert!(!data.exists(), "{args:?} created {}", data.display());
+    }
+}
+
 async fn graceful_shutdown_finishes_in_flight_requests(backend: Backend) {
     let mut server = TestServer::start(backend).await;
     let api = server.api();
