@@ -12,7 +12,7 @@ use std::io::Read;
 
 use ::csv::{ByteRecord, Reader, ReaderBuilder, StringRecord};
 
-use crate::domain::{Claim, ClaimError, ClaimRow, Field, Invalid, RowRejection};
+use crate::domain::{Claim, ClaimError, ClaimRow, Field, Invalid, RowProblem, RowRejection};
 
 /// The claims of a CSV file, row by row: `Err` when the file cannot be read any further, else
 /// the row's claim or the reasons it was refused.
@@ -97,34 +97,37 @@ impl<R: Read> CsvRows<R> {
             line,
             problems,
         };
-        match StringRecord::from_byte_record(std::mem::take(&mut self.record)) {
+        let (claim, record) = match StringRecord::from_byte_record(std::mem::take(&mut self.record))
+        {
             Ok(text) => {
-                let mut row = ClaimRow::default();
-                for field in Field::ALL {
-                    if let Some(cell) = self.columns[field as usize].and_then(|c| text.get(c)) {
-                        row.set(field, cell);
-                    }
-                }
-                let claim = row.validate().map_err(rejection);
-                self.record = text.into_byte_record();
-                claim
+                let claim = self.validate(|c| text.get(c).map(Ok));
+                (claim, text.into_byte_record())
             }
             Err(e) => {
-                self.record = e.into_byte_record();
-                let mut row = ClaimRow::default();
-                for field in Field::ALL {
-                    let Some(bytes) = self.columns[field as usize].and_then(|c| self.record.get(c))
-                    else {
-                        continue;
-                    };
-                    match std::str::from_utf8(bytes) {
-                        Ok(text) => row.set(field, text),
-                        Err(_) => row.refuse(field, &NOT_UTF8),
-                    }
-                }
-                row.validate().map_err(rejection)
+                let record = e.into_byte_record();
+                let claim = self.validate(|c| record.get(c).map(std::str::from_utf8));
+                (claim, record)
+            }
+        };
+        self.record = record;
+        claim.map_err(rejection)
+    }
+
+    /// The claim of the cells `cell` gives by column index: a cell that is not UTF-8 is refused,
+    /// a column the file does not have is absent.
+    fn validate<'a>(
+        &self,
+        cell: impl Fn(usize) -> Option<Result<&'a str, std::str::Utf8Error>>,
+    ) -> Result<Claim, Vec<RowProblem>> {
+        let mut row = ClaimRow::default();
+        for field in Field::ALL {
+            match self.columns[field as usize].and_then(&cell) {
+                Some(Ok(text)) => row.set(field, text),
+                Some(Err(_)) => row.refuse(field, &NOT_UTF8),
+                None => {}
             }
         }
+        row.validate()
     }
 }
 
