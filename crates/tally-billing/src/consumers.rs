@@ -1,5 +1,5 @@
 //! What billing does with other services' events: bills from appointments, and the answers to
-//! its wallet payments.
+//! its wallet payments and wallet refunds.
 
 use std::sync::Arc;
 
@@ -21,6 +21,8 @@ pub const APPOINTMENT_CANCELLED: &str = "appointment.cancelled";
 pub const CONSULTATION_CLOSED: &str = "consultation.closed";
 pub const WALLET_DEBIT_COMPLETED: &str = "wallet.debit_completed";
 pub const WALLET_DEBIT_FAILED: &str = "wallet.debit_failed";
+pub const WALLET_CREDIT_COMPLETED: &str = "wallet.credit_completed";
+pub const WALLET_CREDIT_FAILED: &str = "wallet.credit_failed";
 
 /// Bills: generated on `appointment.booked`, adjusted on `consultation.closed`, voided on
 /// `appointment.cancelled`.
@@ -40,11 +42,16 @@ pub fn bills_consumer(db: Db, gateway: Arc<dyn CardGateway>) -> Consumer {
     }
 }
 
-/// Wallet payments: completed or failed on the wallets service's answer.
+/// Wallet payments and wallet refunds: completed or failed on the wallets service's answer.
 pub fn wallet_answers_consumer(db: Db, gateway: Arc<dyn CardGateway>) -> Consumer {
     Consumer {
         name: WALLET_ANSWERS_CONSUMER,
-        topics: &[WALLET_DEBIT_COMPLETED, WALLET_DEBIT_FAILED],
+        topics: &[
+            WALLET_DEBIT_COMPLETED,
+            WALLET_DEBIT_FAILED,
+            WALLET_CREDIT_COMPLETED,
+            WALLET_CREDIT_FAILED,
+        ],
         handler: Arc::new(WalletAnswers {
             store: BillStore::new(db.clone()),
             gateway,
@@ -164,30 +171,31 @@ impl Handler for WalletAnswers {
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
             let answer: Answer = data(event)?;
-            let (number, reason) = if event.event_type == WALLET_DEBIT_COMPLETED {
-                (answer.transaction_number.as_deref(), None)
-            } else {
-                (
-                    None,
-                    Some(
-                        answer
-                            .reason
-                            .as_deref()
-                            .unwrap_or("the wallet refused the debit"),
-                    ),
-                )
+            let meta = EventMeta::caused_by(event);
+            let (id, number) = (&answer.request_id, answer.transaction_number.as_deref());
+            let reason = |default| answer.reason.as_deref().unwrap_or(default);
+            let gateway = self.gateway.as_ref();
+            let result = match event.event_type.as_str() {
+                WALLET_CREDIT_COMPLETED => {
+                    self.store.credit_answer(tx, id, Ok(number), &meta).await
+                }
+                WALLET_CREDIT_FAILED => {
+                    let refused = Err(reason("the wallet refused the credit"));
+                    self.store.credit_answer(tx, id, refused, &meta).await
+                }
+                WALLET_DEBIT_COMPLETED => {
+                    (self.store)
+                        .wallet_answer(tx, id, number, None, gateway, &meta)
+                        .await
+                }
+                _ => {
+                    let refused = Some(reason("the wallet refused the debit"));
+                    (self.store)
+                        .wallet_answer(tx, id, None, refused, gateway, &meta)
+                        .await
+                }
             };
-            self.store
-                .wallet_answer(
-                    tx,
-                    &answer.request_id,
-                    number,
-                    reason,
-                    self.gateway.as_ref(),
-                    &EventMeta::caused_by(event),
-                )
-                .await
-                .map_err(handler_error)
+            result.map_err(handler_error)
         })
     }
 }

@@ -81,6 +81,10 @@ pub enum BillingError {
     Overpayment { due: Money, requested: Money },
     #[error("the bill is in {expected}, not {got}")]
     CurrencyMismatch { expected: Currency, got: Currency },
+    #[error("bill {0} holds nothing that is owed back")]
+    NoRefundDue(String),
+    #[error("{requested} is more than the {due} owed back")]
+    OverRefund { due: Money, requested: Money },
 }
 
 impl Bill {
@@ -125,6 +129,37 @@ impl Bill {
     pub fn held_minor(&self) -> i64 {
         self.paid_minor - self.refunded_minor
     }
+
+    /// What the bill holds that is owed back: everything on a voided bill, otherwise what is
+    /// held beyond the amount. Refunds are made as soon as something is owed, so this is only
+    /// above zero while a refund that failed (a wallet that refused the credit) is unresolved.
+    pub fn refund_due_minor(&self) -> i64 {
+        match self.status {
+            BillStatus::Voided => self.held_minor().max(0),
+            _ => (self.held_minor() - self.amount.amount_minor).max(0),
+        }
+    }
+
+    /// Checks `amount` may be given back now, by a refund the clinic asks for.
+    pub fn accept_refund(&self, amount: Money) -> Result<(), BillingError> {
+        if amount.currency != self.amount.currency {
+            return Err(BillingError::CurrencyMismatch {
+                expected: self.amount.currency,
+                got: amount.currency,
+            });
+        }
+        let due = self.refund_due_minor();
+        if due == 0 {
+            return Err(BillingError::NoRefundDue(self.id.clone()));
+        }
+        if amount.amount_minor > due {
+            return Err(BillingError::OverRefund {
+                due: Money::new(due, self.amount.currency),
+                requested: amount,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A card number as a payer gives it: 12 to 19 digits (spaces and dashes ignored) with a valid
@@ -166,6 +201,7 @@ pub const BILL_VOIDED: &str = "bill.voided";
 pub const PAYMENT_COMPLETED: &str = "payment.completed";
 pub const PAYMENT_FAILED: &str = "payment.failed";
 pub const PAYMENT_REFUNDED: &str = "payment.refunded";
+pub const PAYMENT_REFUND_FAILED: &str = "payment.refund_failed";
 pub const WALLET_DEBIT_REQUESTED: &str = "wallet.debit_requested";
 pub const WALLET_CREDIT_REQUESTED: &str = "wallet.credit_requested";
 
@@ -215,6 +251,23 @@ pub enum BillingEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// `payment.refunded` when the money arrived, `payment.refund_failed` when it did not.
+    Refund {
+        #[serde(skip)]
+        event_type: &'static str,
+        refund_id: String,
+        payment_id: String,
+        bill_id: String,
+        patient_id: String,
+        /// The refunded payment's method.
+        method: Method,
+        /// How the money went back.
+        refund_method: Method,
+        amount_minor: i64,
+        currency: Currency,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     WalletRequest {
         #[serde(skip)]
         event_type: &'static str,
@@ -234,13 +287,16 @@ impl DomainEvent for BillingEvent {
             BillingEvent::BillPaid { .. } => BILL_PAID,
             BillingEvent::BillVoided { .. } => BILL_VOIDED,
             BillingEvent::Payment { event_type, .. }
+            | BillingEvent::Refund { event_type, .. }
             | BillingEvent::WalletRequest { event_type, .. } => event_type,
         }
     }
 
     fn aggregate_type(&self) -> &'static str {
         match self {
-            BillingEvent::Payment { .. } | BillingEvent::WalletRequest { .. } => "payment",
+            BillingEvent::Payment { .. }
+            | BillingEvent::Refund { .. }
+            | BillingEvent::WalletRequest { .. } => "payment",
             _ => "bill",
         }
     }
@@ -251,7 +307,9 @@ impl DomainEvent for BillingEvent {
             | BillingEvent::BillAdjusted { bill_id, .. }
             | BillingEvent::BillPaid { bill_id, .. }
             | BillingEvent::BillVoided { bill_id, .. } => bill_id.clone(),
-            BillingEvent::Payment { payment_id, .. } => payment_id.clone(),
+            BillingEvent::Payment { payment_id, .. } | BillingEvent::Refund { payment_id, .. } => {
+                payment_id.clone()
+            }
             BillingEvent::WalletRequest { request_id, .. } => request_id.clone(),
         }
     }
@@ -300,6 +358,41 @@ mod tests {
             voided.accept_payment(Money::new(1, Currency::USD)),
             Err(BillingError::BillVoided("b".into()))
         );
+    }
+
+    #[test]
+    fn only_what_is_held_beyond_the_amount_is_owed_back_or_everything_once_voided() {
+        let usd = |minor| Money::new(minor, Currency::USD);
+        let paid = Bill {
+            refunded_minor: 1_000,
+            status: BillStatus::Paid,
+            ..bill(10_000, 13_000, 0)
+        };
+        assert_eq!(paid.refund_due_minor(), 2_000);
+        assert!(paid.accept_refund(usd(2_000)).is_ok());
+        assert_eq!(
+            paid.accept_refund(usd(2_001)),
+            Err(BillingError::OverRefund {
+                due: usd(2_000),
+                requested: usd(2_001)
+            })
+        );
+        let covered = bill(10_000, 10_000, 0);
+        assert_eq!(covered.refund_due_minor(), 0);
+        assert_eq!(
+            covered.accept_refund(usd(1)),
+            Err(BillingError::NoRefundDue("b".into()))
+        );
+        let voided = Bill {
+            status: BillStatus::Voided,
+            ..bill(10_000, 3_000, 0)
+        };
+        assert_eq!(voided.refund_due_minor(), 3_000);
+        let eur = Currency::parse("EUR").unwrap();
+        assert!(matches!(
+            voided.accept_refund(Money::new(1, eur)),
+            Err(BillingError::CurrencyMismatch { .. })
+        ));
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub const PUBLISHES: &[&str] = &[
     domain::PAYMENT_COMPLETED,
     domain::PAYMENT_FAILED,
     domain::PAYMENT_REFUNDED,
+    domain::PAYMENT_REFUND_FAILED,
     domain::WALLET_DEBIT_REQUESTED,
     domain::WALLET_CREDIT_REQUESTED,
 ];
@@ -179,7 +180,15 @@ pub fn router(billing: Billing) -> Router {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(payables, routes::get_bill, routes::list_bills, routes::list_payments, routes::pay),
+    paths(
+        payables,
+        routes::get_bill,
+        routes::list_bills,
+        routes::list_payments,
+        routes::pay,
+        routes::list_refunds,
+        routes::refund
+    ),
     tags((name = "billing", description = "Bills, payments and provider payables"))
 )]
 pub struct BillingApi;

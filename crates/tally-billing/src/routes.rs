@@ -1,4 +1,5 @@
-//! The bills API: bills by id and by patient, and payments against a bill.
+//! The bills API: bills by id and by patient, payments against a bill, and refunds the clinic
+//! asks for when an automatic one failed.
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{Bill, BillingError, CardNumber};
 use crate::gateway::CardGateway;
-use crate::store::{problem, BillStore, FinanceRecord, PaymentMeans, PaymentRow};
+use crate::store::{problem, BillRecord, BillStore, PaymentMeans, PaymentRow, RefundRow, RefundTo};
 
 /// Most bills listed at once.
 pub const MAX_BILLS_PAGE: i64 = 100;
@@ -33,6 +34,7 @@ pub fn bills_router(bills: Bills) -> Router {
         .route("/bills", get(list_bills))
         .route("/bills/{id}", get(get_bill))
         .route("/bills/{id}/payments", get(list_payments).post(pay))
+        .route("/bills/{id}/refunds", get(list_refunds).post(refund))
         .with_state(bills)
 }
 
@@ -79,6 +81,53 @@ impl From<&PaymentRow> for PaymentView {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+pub struct RefundView {
+    refund_id: String,
+    /// The payment refunded.
+    payment_id: String,
+    bill_id: String,
+    /// How the money went back: `cash`, `card` or `wallet`.
+    method: String,
+    amount: AmountOutput,
+    #[schema(value_type = String, example = "USD")]
+    currency: Currency,
+    /// `completed`; `pending` (a wallet credit waiting for the wallets service); `failed` (the
+    /// wallet refused the credit: the amount is owed back again).
+    status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wallet_id: Option<i64>,
+    /// The wallets ledger's transaction, once a wallet refund completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wallet_transaction: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_reason: Option<String>,
+    created_at: String,
+    /// When it completed or failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settled_at: Option<String>,
+}
+
+impl From<&RefundRow> for RefundView {
+    fn from(r: &RefundRow) -> Self {
+        Self {
+            refund_id: r.id.clone(),
+            payment_id: r.payment_id.clone(),
+            bill_id: r.bill_id.clone(),
+            method: r.method.as_str().to_owned(),
+            amount: AmountOutput(r.amount),
+            currency: r.amount.currency,
+            status: r.status.clone(),
+            wallet_id: r.wallet_id,
+            wallet_transaction: r.wallet_transaction.clone(),
+            failure_reason: r.failure_reason.clone(),
+            created_at: r.created_at.clone(),
+            settled_at: r.settled_at.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct FinanceRecordView {
     physician_id: String,
     start: String,
@@ -100,23 +149,24 @@ pub struct BillView {
     paid: AmountOutput,
     /// Reserved by wallet payments in flight.
     pending: AmountOutput,
+    /// Given back, or being given back (wallet credits in flight).
     refunded: AmountOutput,
     /// What may still be paid.
     due: AmountOutput,
+    /// What the bill holds that is owed back: above zero only after a refund failed.
+    refund_due: AmountOutput,
     /// `open`, `paid` or `voided`.
     status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     payments: Option<Vec<PaymentView>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refunds: Option<Vec<RefundView>>,
     /// The finance record written when the consultation closed.
     #[serde(skip_serializing_if = "Option::is_none")]
     finance_record: Option<FinanceRecordView>,
 }
 
-fn bill_view(
-    bill: &Bill,
-    payments: Option<&[PaymentRow]>,
-    finance: Option<&FinanceRecord>,
-) -> BillView {
+fn bill_view(bill: &Bill, detail: Option<&BillRecord>) -> BillView {
     let money = |minor| AmountOutput(Money::new(minor, bill.amount.currency));
     BillView {
         bill_id: bill.id.clone(),
@@ -128,31 +178,35 @@ fn bill_view(
         pending: money(bill.pending_minor),
         refunded: money(bill.refunded_minor),
         due: money(bill.due_minor()),
+        refund_due: money(bill.refund_due_minor()),
         status: bill.status.as_str().to_owned(),
-        payments: payments.map(|p| p.iter().map(PaymentView::from).collect()),
-        finance_record: finance.map(|f| FinanceRecordView {
-            physician_id: f.physician_id.clone(),
-            start: f.started_at.clone(),
-            end: f.ended_at.clone(),
-            duration_minutes: f.duration_minutes,
-            price: AmountOutput(f.price),
-        }),
+        payments: detail.map(|d| d.payments.iter().map(PaymentView::from).collect()),
+        refunds: detail.map(|d| d.refunds.iter().map(RefundView::from).collect()),
+        finance_record: detail
+            .and_then(|d| d.finance.as_ref())
+            .map(|f| FinanceRecordView {
+                physician_id: f.physician_id.clone(),
+                start: f.started_at.clone(),
+                end: f.ended_at.clone(),
+                duration_minutes: f.duration_minutes,
+                price: AmountOutput(f.price),
+            }),
     }
 }
 
-/// A bill with its payments and, once the consultation closed, its finance record.
+/// A bill with its payments, its refunds and, once the consultation closed, its finance record.
 #[utoipa::path(get, path = "/bills/{id}", tag = "billing",
     responses((status = 200, body = BillView), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn get_bill(
     State(b): State<Bills>,
     Path(id): Path<String>,
 ) -> Result<Json<BillView>, Problem> {
-    let (bill, payments, finance) = b
+    let record = b
         .store
         .bill(&id)
         .await?
         .ok_or_else(|| problem(&BillingError::BillNotFound(id)))?;
-    Ok(Json(bill_view(&bill, Some(&payments), finance.as_ref())))
+    Ok(Json(bill_view(&record.bill, Some(&record))))
 }
 
 /// A bill's payments, oldest first.
@@ -162,12 +216,29 @@ pub(crate) async fn list_payments(
     State(b): State<Bills>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<PaymentView>>, Problem> {
-    let (_, payments, _) = b
+    let record = b
         .store
         .bill(&id)
         .await?
         .ok_or_else(|| problem(&BillingError::BillNotFound(id)))?;
-    Ok(Json(payments.iter().map(PaymentView::from).collect()))
+    Ok(Json(
+        record.payments.iter().map(PaymentView::from).collect(),
+    ))
+}
+
+/// A bill's refunds, oldest first.
+#[utoipa::path(get, path = "/bills/{id}/refunds", tag = "billing",
+    responses((status = 200, body = [RefundView]), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn list_refunds(
+    State(b): State<Bills>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<RefundView>>, Problem> {
+    let record = b
+        .store
+        .bill(&id)
+        .await?
+        .ok_or_else(|| problem(&BillingError::BillNotFound(id)))?;
+    Ok(Json(record.refunds.iter().map(RefundView::from).collect()))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -215,7 +286,7 @@ pub(crate) async fn list_bills(
         None
     };
     Ok(Json(BillsPage {
-        items: bills.iter().map(|b| bill_view(b, None, None)).collect(),
+        items: bills.iter().map(|b| bill_view(b, None)).collect(),
         next_cursor,
     }))
 }
@@ -344,6 +415,105 @@ pub(crate) async fn pay(
                 )
                 .await?;
             Ok(PaymentView::from(&payment))
+        })
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefundRequest {
+    /// Optional: by default everything owed back (`refundDue`).
+    amount: Option<AmountInput>,
+    /// `cash` (handed back at the desk) or `wallet`.
+    method: String,
+    /// Required for `wallet`: the wallet to deposit into.
+    wallet_id: Option<i64>,
+    /// Optional; when given it must be the bill's currency.
+    currency: Option<String>,
+}
+
+/// What was asked, in canonical form, for the Idempotency-Key comparison.
+#[derive(Debug, Clone, Serialize)]
+struct RefundCommand {
+    bill_id: String,
+    amount: Option<String>,
+    method: String,
+    wallet_id: Option<i64>,
+    currency: Option<&'static str>,
+}
+
+/// Gives back what a bill holds that is owed back (`refundDue`), after an automatic refund
+/// failed: in cash, answered 201 `completed`, or into a wallet, answered 202 `pending` until
+/// the wallets service answers. The refund is spread over the bill's payments, newest first, so
+/// the answer is a list. Nothing owed back is 409 `/problems/no-refund-due`; more than is owed
+/// back is 422 `/problems/over-refund`.
+#[utoipa::path(post, path = "/bills/{id}/refunds", tag = "billing", request_body = RefundRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry gets the first refunds back")),
+    responses(
+        (status = 201, description = "Cash handed back", body = [RefundView]),
+        (status = 202, description = "A wallet refund waiting for the wallets service", body = [RefundView]),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing is owed back", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, or more than is owed back", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn refund(
+    State(b): State<Bills>,
+    RequestMeta(meta): RequestMeta,
+    idem: IdempotencyHeader,
+    Path(bill_id): Path<String>,
+    ApiJson(body): ApiJson<RefundRequest>,
+) -> Response {
+    let mut f = FieldErrors::default();
+    let decimal = match &body.amount {
+        None => Some(None),
+        Some(amount) => f.take(amount.positive_decimal("amount")).map(Some),
+    };
+    let currency = match body.currency.as_deref() {
+        None => Some(None),
+        Some(code) => f.check("currency", Currency::parse(code)).map(Some),
+    };
+    let to = match (body.method.as_str(), body.wallet_id) {
+        ("cash", None) => Some(RefundTo::Cash),
+        ("wallet", Some(wallet)) => Some(RefundTo::Wallet(wallet)),
+        ("wallet", None) => f.check("walletId", Err("is required for a wallet refund")),
+        ("cash", Some(_)) => f.check("walletId", Err("is given only for a wallet refund")),
+        _ => f.check("method", Err("must be cash or wallet")),
+    };
+    let ((decimal, to), currency) = match f.finish(decimal.zip(to).zip(currency)) {
+        Ok(parsed) => parsed,
+        Err(problem) => return problem.into_response(),
+    };
+    let status = match to {
+        RefundTo::Wallet(_) => StatusCode::ACCEPTED,
+        _ => StatusCode::CREATED,
+    };
+    let command = RefundCommand {
+        bill_id: bill_id.clone(),
+        amount: decimal.as_ref().map(ToString::to_string),
+        method: body.method.clone(),
+        wallet_id: body.wallet_id,
+        currency: currency.map(Currency::code),
+    };
+    let request = IdempotentRequest::new(idem, "billing:POST /bills/refunds", &command);
+    let db = b.store.db().clone();
+    execute(&db, request, status, move |tx| {
+        let (b, meta, bill_id, decimal) =
+            (b.clone(), meta.clone(), bill_id.clone(), decimal.clone());
+        Box::pin(async move {
+            let refunds = b
+                .store
+                .give_back(
+                    tx,
+                    &bill_id,
+                    decimal.as_ref(),
+                    currency,
+                    to,
+                    b.gateway.as_ref(),
+                    &meta,
+                )
+                .await?;
+            Ok(refunds.iter().map(RefundView::from).collect::<Vec<_>>())
         })
     })
     .await

@@ -11,7 +11,8 @@ use tally_kernel::{Currency, Decimal, EventMeta, Money};
 
 use crate::domain::{
     Bill, BillStatus, BillingError, BillingEvent, CardNumber, Method, PAYMENT_COMPLETED,
-    PAYMENT_FAILED, PAYMENT_REFUNDED, WALLET_CREDIT_REQUESTED, WALLET_DEBIT_REQUESTED,
+    PAYMENT_FAILED, PAYMENT_REFUNDED, PAYMENT_REFUND_FAILED, WALLET_CREDIT_REQUESTED,
+    WALLET_DEBIT_REQUESTED,
 };
 use crate::gateway::{CardGateway, ChargeOutcome};
 use crate::SERVICE;
@@ -36,6 +37,42 @@ pub struct PaymentRow {
     pub card_last4: Option<String>,
     pub wallet_id: Option<i64>,
     pub created_at: String,
+}
+
+/// Where a refund sends the money.
+#[derive(Debug, Clone, Copy)]
+pub enum RefundTo {
+    /// Back the way each payment came: the card, the wallet, or cash at the desk.
+    Original,
+    /// Cash handed back at the desk.
+    Cash,
+    /// A deposit into this wallet.
+    Wallet(i64),
+}
+
+#[derive(Debug, Clone)]
+pub struct RefundRow {
+    pub id: String,
+    pub payment_id: String,
+    pub bill_id: String,
+    pub method: Method,
+    pub amount: Money,
+    /// `pending` (a wallet credit waiting for the wallets service), `completed` or `failed`.
+    pub status: String,
+    pub wallet_id: Option<i64>,
+    pub wallet_transaction: Option<String>,
+    pub failure_reason: Option<String>,
+    pub created_at: String,
+    pub settled_at: Option<String>,
+}
+
+/// A bill as `GET /bills/{id}` shows it.
+#[derive(Debug, Clone)]
+pub struct BillRecord {
+    pub bill: Bill,
+    pub payments: Vec<PaymentRow>,
+    pub refunds: Vec<RefundRow>,
+    pub finance: Option<FinanceRecord>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +101,9 @@ const BILL_COLUMNS: &str = "id, appointment_id, patient_id, amount_minor, curren
                             pending_minor, refunded_minor, status";
 const PAYMENT_COLUMNS: &str = "id, bill_id, method, amount_minor, currency, status, \
                                refunded_minor, failure_reason, card_last4, wallet_id, created_at";
+const REFUND_COLUMNS: &str = "r.id, r.payment_id, r.bill_id, r.method, r.amount_minor, \
+                              p.currency, r.status, r.wallet_id, r.wallet_transaction, \
+                              r.failure_reason, r.created_at, r.settled_at";
 
 fn decode<E: std::fmt::Display>(e: E) -> sqlx::Error {
     sqlx::Error::Decode(e.to_string().into())
@@ -102,6 +142,24 @@ fn payment_from_row(row: &AnyRow) -> Result<PaymentRow, sqlx::Error> {
     })
 }
 
+fn refund_from_row(row: &AnyRow) -> Result<RefundRow, sqlx::Error> {
+    let method: String = row.try_get(3)?;
+    let currency: String = row.try_get(5)?;
+    Ok(RefundRow {
+        id: row.try_get(0)?,
+        payment_id: row.try_get(1)?,
+        bill_id: row.try_get(2)?,
+        method: Method::parse(&method).ok_or_else(|| decode(format!("method {method}")))?,
+        amount: Money::new(row.try_get(4)?, Currency::parse(&currency).map_err(decode)?),
+        status: row.try_get(6)?,
+        wallet_id: row.try_get(7)?,
+        wallet_transaction: row.try_get(8)?,
+        failure_reason: row.try_get(9)?,
+        created_at: row.try_get(10)?,
+        settled_at: row.try_get(11)?,
+    })
+}
+
 /// The one place billing refusals become HTTP statuses.
 pub fn problem(e: &BillingError) -> Problem {
     use axum::http::StatusCode;
@@ -121,6 +179,18 @@ pub fn problem(e: &BillingError) -> Problem {
         )
         .with_field("amount", detail),
         BillingError::CurrencyMismatch { .. } => Problem::invalid_field("currency", detail),
+        BillingError::NoRefundDue(_) => Problem::new(
+            StatusCode::CONFLICT,
+            "no-refund-due",
+            "Nothing is owed back",
+        )
+        .with_detail(detail),
+        BillingError::OverRefund { .. } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "over-refund",
+            "More than is owed back",
+        )
+        .with_field("amount", detail),
     }
 }
 
@@ -302,13 +372,15 @@ impl BillStore {
         if bill.status == BillStatus::Voided {
             let held = bill.held_minor();
             if held > 0 {
-                self.refund(tx, bill, held, gateway, meta).await?;
+                self.refund(tx, bill, held, RefundTo::Original, gateway, meta)
+                    .await?;
             }
             return Ok(Vec::new());
         }
         let excess = bill.held_minor() - bill.amount.amount_minor;
         if excess > 0 {
-            self.refund(tx, bill, excess, gateway, meta).await?;
+            self.refund(tx, bill, excess, RefundTo::Original, gateway, meta)
+                .await?;
         }
         if bill.status == BillStatus::Paid && !bill.is_covered() {
             bill.status = BillStatus::Open;
@@ -339,7 +411,12 @@ impl BillStore {
         }
         let voided = (bill.amount.amount_minor - bill.held_minor()).max(0);
         let held = bill.held_minor();
-        let refunded = self.refund(tx, &mut bill, held, gateway, meta).await?;
+        let refunded: i64 = self
+            .refund(tx, &mut bill, held, RefundTo::Original, gateway, meta)
+            .await?
+            .iter()
+            .map(|r| r.amount.amount_minor)
+            .sum();
         bill.status = BillStatus::Voided;
         self.save_bill(tx, &bill).await?;
         let event = BillingEvent::BillVoided {
@@ -354,17 +431,20 @@ impl BillStore {
         Ok(())
     }
 
-    /// Gives back up to `amount_minor` of the bill's completed payments, newest first. Card
-    /// refunds go to the gateway, wallet refunds are requested from the wallets service, cash
-    /// refunds are handed back at the desk. Returns what was refunded.
+    /// Gives back up to `amount_minor` of the bill's completed payments, newest first, each
+    /// payment at most what is left of it. Card refunds go to the gateway and cash is handed
+    /// back at the desk: both are completed at once. A wallet refund is requested from the
+    /// wallets service and stays pending until it answers; it counts as refunded meanwhile, so
+    /// nothing is given back twice, and is taken back out if the credit fails.
     async fn refund(
         &self,
         tx: &mut WriteTx,
         bill: &mut Bill,
         amount_minor: i64,
+        to: RefundTo,
         gateway: &dyn CardGateway,
         meta: &EventMeta,
-    ) -> Result<i64, Failure> {
+    ) -> Result<Vec<RefundRow>, Failure> {
         let sql = format!(
             "SELECT {PAYMENT_COLUMNS}, gateway_reference FROM payments \
              WHERE bill_id = $1 AND status = 'completed' ORDER BY created_at DESC, id DESC{}",
@@ -376,6 +456,7 @@ impl BillStore {
             .await?;
         let mut remaining = amount_minor;
         let mut events = Vec::new();
+        let mut refunds = Vec::new();
         for row in &rows {
             if remaining <= 0 {
                 break;
@@ -387,7 +468,12 @@ impl BillStore {
             }
             let amount = Money::new(take, payment.amount.currency);
             let refund_id = tally_kernel::id::new_v7().to_string();
-            match payment.method {
+            let (method, wallet_id) = match to {
+                RefundTo::Original => (payment.method, payment.wallet_id),
+                RefundTo::Cash => (Method::Cash, None),
+                RefundTo::Wallet(wallet) => (Method::Wallet, Some(wallet)),
+            };
+            match method {
                 Method::Card => {
                     let reference: Option<String> = row.try_get(11)?;
                     // The same refund of the same payment for the same cause, however often
@@ -401,40 +487,192 @@ impl BillStore {
                 Method::Wallet => events.push(BillingEvent::WalletRequest {
                     event_type: WALLET_CREDIT_REQUESTED,
                     request_id: refund_id.clone(),
-                    wallet_id: payment.wallet_id.unwrap_or_default(),
+                    wallet_id: wallet_id.unwrap_or_default(),
                     amount_minor: take,
                     currency: amount.currency,
                     reference: bill.id.clone(),
                 }),
                 Method::Cash => {}
             }
-            sqlx::query("INSERT INTO refunds (id, payment_id, bill_id, amount_minor, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(&refund_id)
-                .bind(&payment.id)
-                .bind(&bill.id)
-                .bind(take)
-                .bind(time::to_db(time::now()))
-                .execute(&mut **tx)
-                .await?;
+            let now = time::to_db(time::now());
+            let (status, settled_at) = match method {
+                Method::Wallet => ("pending", None),
+                _ => ("completed", Some(now.clone())),
+            };
+            sqlx::query(
+                "INSERT INTO refunds (id, payment_id, bill_id, amount_minor, method, status, \
+                 wallet_id, created_at, settled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&refund_id)
+            .bind(&payment.id)
+            .bind(&bill.id)
+            .bind(take)
+            .bind(method.as_str())
+            .bind(status)
+            .bind(wallet_id)
+            .bind(&now)
+            .bind(&settled_at)
+            .execute(&mut **tx)
+            .await?;
             sqlx::query("UPDATE payments SET refunded_minor = refunded_minor + $1, updated_at = $2 WHERE id = $3")
                 .bind(take)
-                .bind(time::to_db(time::now()))
+                .bind(&now)
                 .bind(&payment.id)
                 .execute(&mut **tx)
                 .await?;
-            events.push(payment_event(
-                PAYMENT_REFUNDED,
-                &payment.id,
-                bill,
-                payment.method,
+            let refund = RefundRow {
+                id: refund_id,
+                payment_id: payment.id.clone(),
+                bill_id: bill.id.clone(),
+                method,
                 amount,
-                None,
-            ));
+                status: status.to_owned(),
+                wallet_id,
+                wallet_transaction: None,
+                failure_reason: None,
+                created_at: now,
+                settled_at,
+            };
+            if refund.status == "completed" {
+                events.push(refund_event(
+                    PAYMENT_REFUNDED,
+                    &refund,
+                    bill,
+                    payment.method,
+                    None,
+                ));
+            }
+            refunds.push(refund);
             bill.refunded_minor += take;
             remaining -= take;
         }
         outbox::publish(&self.db, tx, SERVICE, meta, &events).await?;
-        Ok(amount_minor - remaining)
+        Ok(refunds)
+    }
+
+    /// A refund the clinic asks for: gives back `amount` (by default everything owed back) of
+    /// what the bill holds beyond its amount, or of everything it holds once voided, in cash
+    /// or into a wallet. What is owed back is only above zero after a refund failed.
+    ///
+    /// `amount` is read in the bill's currency, which `currency`, when given, must be.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn give_back(
+        &self,
+        tx: &mut WriteTx,
+        bill_id: &str,
+        amount: Option<&Decimal>,
+        currency: Option<Currency>,
+        to: RefundTo,
+        gateway: &dyn CardGateway,
+        meta: &EventMeta,
+    ) -> Result<Vec<RefundRow>, Failure> {
+        let mut bill = self
+            .locked_bill(tx, "id", bill_id)
+            .await?
+            .ok_or_else(|| BillingError::BillNotFound(bill_id.to_owned()))?;
+        let currency = currency.unwrap_or(bill.amount.currency);
+        let amount = match amount {
+            Some(decimal) => decimal
+                .to_positive_money(currency)
+                .map_err(|e| Problem::invalid_field("amount", e.to_string()))?,
+            None => Money::new(bill.refund_due_minor(), currency),
+        };
+        bill.accept_refund(amount)?;
+        let refunds = self
+            .refund(tx, &mut bill, amount.amount_minor, to, gateway, meta)
+            .await?;
+        self.save_bill(tx, &bill).await?;
+        Ok(refunds)
+    }
+
+    /// The wallets service's answer to a wallet refund (`wallet.credit_completed` or
+    /// `wallet.credit_failed`, whose `request_id` is the refund id): `Ok` with the ledger's
+    /// transaction number, or `Err` with the reason. A completed credit completes the refund; a
+    /// failed one fails it and its amount is held by the bill again, owed back until the clinic
+    /// refunds it another way. Answers to credits billing did not ask for (trading's) match no
+    /// refund and change nothing.
+    pub async fn credit_answer(
+        &self,
+        tx: &mut WriteTx,
+        refund_id: &str,
+        outcome: Result<Option<&str>, &str>,
+        meta: &EventMeta,
+    ) -> Result<(), Failure> {
+        let Some(row) = sqlx::query("SELECT bill_id FROM refunds WHERE id = $1")
+            .bind(refund_id)
+            .fetch_optional(&mut **tx)
+            .await?
+        else {
+            return Ok(());
+        };
+        let bill_id: String = row.try_get(0)?;
+        // The bill first, as every other change to a bill's refunds locks it.
+        let mut bill = self
+            .locked_bill(tx, "id", &bill_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("refund {refund_id} has no bill"))?;
+        let sql = format!(
+            "SELECT {REFUND_COLUMNS}, p.method FROM refunds r \
+             JOIN payments p ON p.id = r.payment_id WHERE r.id = $1{}",
+            self.db.for_update()
+        );
+        let row = sqlx::query(&sql)
+            .bind(refund_id)
+            .fetch_one(&mut **tx)
+            .await?;
+        let refund = refund_from_row(&row)?;
+        if refund.status != "pending" {
+            return Ok(());
+        }
+        let payment_method: String = row.try_get(12)?;
+        let payment_method = Method::parse(&payment_method)
+            .ok_or_else(|| anyhow::anyhow!("payment method {payment_method}"))?;
+        let now = time::to_db(time::now());
+        let event = match outcome {
+            Ok(number) => {
+                sqlx::query(
+                    "UPDATE refunds SET status = 'completed', wallet_transaction = $1, \
+                     settled_at = $2 WHERE id = $3",
+                )
+                .bind(number)
+                .bind(&now)
+                .bind(refund_id)
+                .execute(&mut **tx)
+                .await?;
+                refund_event(PAYMENT_REFUNDED, &refund, &bill, payment_method, None)
+            }
+            Err(reason) => {
+                sqlx::query(
+                    "UPDATE refunds SET status = 'failed', failure_reason = $1, settled_at = $2 \
+                     WHERE id = $3",
+                )
+                .bind(reason)
+                .bind(&now)
+                .bind(refund_id)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE payments SET refunded_minor = refunded_minor - $1, updated_at = $2 \
+                     WHERE id = $3",
+                )
+                .bind(refund.amount.amount_minor)
+                .bind(&now)
+                .bind(&refund.payment_id)
+                .execute(&mut **tx)
+                .await?;
+                bill.refunded_minor -= refund.amount.amount_minor;
+                self.save_bill(tx, &bill).await?;
+                refund_event(
+                    PAYMENT_REFUND_FAILED,
+                    &refund,
+                    &bill,
+                    payment_method,
+                    Some(reason),
+                )
+            }
+        };
+        outbox::publish(&self.db, tx, SERVICE, meta, &[event]).await?;
+        Ok(())
     }
 
     /// Takes a payment. Cash and approved cards complete at once; a declined card is recorded as
@@ -638,10 +876,7 @@ impl BillStore {
 
     // Reads.
 
-    pub async fn bill(
-        &self,
-        id: &str,
-    ) -> Result<Option<(Bill, Vec<PaymentRow>, Option<FinanceRecord>)>, sqlx::Error> {
+    pub async fn bill(&self, id: &str) -> Result<Option<BillRecord>, sqlx::Error> {
         let sql = format!("SELECT {BILL_COLUMNS} FROM bills WHERE id = $1");
         let Some(row) = sqlx::query(&sql)
             .bind(id)
@@ -679,7 +914,23 @@ impl BillStore {
             })
         })
         .transpose()?;
-        Ok(Some((bill, payments, finance)))
+        let sql = format!(
+            "SELECT {REFUND_COLUMNS} FROM refunds r JOIN payments p ON p.id = r.payment_id \
+             WHERE r.bill_id = $1 ORDER BY r.created_at, r.id"
+        );
+        let refunds = sqlx::query(&sql)
+            .bind(id)
+            .fetch_all(self.db.reader())
+            .await?
+            .iter()
+            .map(refund_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok(Some(BillRecord {
+            bill,
+            payments,
+            refunds,
+            finance,
+        }))
     }
 
     /// A patient's bills, newest first; `before` is a bill id from a previous page.
@@ -711,6 +962,27 @@ fn paid_event(bill: &Bill) -> BillingEvent {
         patient_id: bill.patient_id.clone(),
         amount_minor: bill.amount.amount_minor,
         currency: bill.amount.currency,
+    }
+}
+
+fn refund_event(
+    event_type: &'static str,
+    refund: &RefundRow,
+    bill: &Bill,
+    payment_method: Method,
+    reason: Option<&str>,
+) -> BillingEvent {
+    BillingEvent::Refund {
+        event_type,
+        refund_id: refund.id.clone(),
+        payment_id: refund.payment_id.clone(),
+        bill_id: bill.id.clone(),
+        patient_id: bill.patient_id.clone(),
+        method: payment_method,
+        refund_method: refund.method,
+        amount_minor: refund.amount.amount_minor,
+        currency: refund.amount.currency,
+        reason: reason.map(str::to_owned),
     }
 }
 

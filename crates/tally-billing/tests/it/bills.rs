@@ -459,3 +459,302 @@ async fn a_bill_settles_whichever_way_its_amount_or_payments_move(backend: TestB
     );
 }
 both_backends!(a_bill_settles_whichever_way_its_amount_or_payments_move);
+
+fn wallet_answer(event_type: &str, request_id: &Value, data: Value) -> Envelope {
+    let mut data = data;
+    data["request_id"] = request_id.clone();
+    let mut e = event(event_type, data);
+    e.source = "wallets".into();
+    e
+}
+
+async fn a_refused_wallet_refund_is_owed_back_until_the_clinic_refunds_it(backend: TestBackend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    // 80 from wallet 5, then 20 in cash: paid. Cancelled: the cash is handed back at once,
+    // the wallet's 80 is asked of the wallets service.
+    f.deliver(&f.bills, &booked("appt-8", "pat-8", 10_000))
+        .await;
+    let bill = f.bill_of("pat-8").await;
+    let (_, debit, _) = f
+        .pay(
+            &bill,
+            json!({"amount": 80, "method": "wallet", "walletId": 5}),
+        )
+        .await;
+    let done = wallet_answer(
+        "wallet.debit_completed",
+        &debit["paymentId"],
+        json!({"wallet_id": 5, "transaction_number": "t-8", "amount_minor": 8_000, "currency": "USD"}),
+    );
+    f.deliver(&f.answers, &done).await;
+    f.pay(&bill, json!({"amount": 20, "method": "cash"})).await;
+    f.deliver(&f.bills, &event("appointment.cancelled", json!({"appointment_id": "appt-8", "patient_id": "pat-8", "physician_id": "ph", "reason": null}))).await;
+    let bill = f.bill_of("pat-8").await;
+    assert_eq!(
+        (
+            bill["status"].as_str(),
+            text(&bill["refunded"]),
+            text(&bill["refundDue"])
+        ),
+        (Some("voided"), "100.0".into(), "0.0".into())
+    );
+    let statuses: Vec<_> = bill["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["method"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses, [("cash", "completed"), ("wallet", "pending")]);
+    // Only the cash has arrived.
+    assert_eq!(f.outbox("payment.refunded").await.len(), 1);
+    let credit = f.outbox("wallet.credit_requested").await;
+    assert_eq!(
+        (credit.len(), credit[0]["wallet_id"].as_i64()),
+        (1, Some(5))
+    );
+
+    // The wallet was closed meanwhile: the credit fails, however often the answer arrives.
+    let refused = wallet_answer(
+        "wallet.credit_failed",
+        &credit[0]["request_id"],
+        json!({"wallet_id": 5, "amount_minor": 8_000, "currency": "USD", "reason": "wallet 5 is closed"}),
+    );
+    assert_eq!(f.deliver(&f.answers, &refused).await, Applied::Applied);
+    assert_eq!(f.deliver(&f.answers, &refused).await, Applied::Duplicate);
+    let again = wallet_answer(
+        "wallet.credit_failed",
+        &credit[0]["request_id"],
+        json!({"wallet_id": 5, "amount_minor": 8_000, "currency": "USD", "reason": "wallet 5 is closed"}),
+    );
+    assert_eq!(f.deliver(&f.answers, &again).await, Applied::Applied);
+    let bill = f.bill_of("pat-8").await;
+    assert_eq!(
+        (text(&bill["refunded"]), text(&bill["refundDue"])),
+        ("20.0".into(), "80.0".into())
+    );
+    assert_eq!(bill["refunds"][1]["status"], "failed");
+    assert_eq!(bill["refunds"][1]["failureReason"], "wallet 5 is closed");
+    assert_eq!(text(&bill["payments"][0]["refunded"]), "0.0");
+    let failed = f.outbox("payment.refund_failed").await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        (
+            failed[0]["refund_id"].as_str(),
+            failed[0]["amount_minor"].as_i64(),
+            failed[0]["reason"].as_str()
+        ),
+        (
+            credit[0]["request_id"].as_str(),
+            Some(8_000),
+            Some("wallet 5 is closed")
+        )
+    );
+
+    // An answer to a credit billing never asked for (trading's) changes nothing.
+    let foreign = wallet_answer(
+        "wallet.credit_completed",
+        &json!("order-1"),
+        json!({"wallet_id": 5, "transaction_number": "t-x", "amount_minor": 8_000, "currency": "USD"}),
+    );
+    assert_eq!(f.deliver(&f.answers, &foreign).await, Applied::Applied);
+    assert_eq!(text(&f.bill_of("pat-8").await["refundDue"]), "80.0");
+
+    // Refused requests change nothing.
+    let uri = format!("/bills/{}/refunds", bill["billId"].as_str().unwrap());
+    for (body, status, field) in [
+        (
+            json!({"amount": 81, "method": "cash"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "amount",
+        ),
+        (
+            json!({"method": "card"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "method",
+        ),
+        (
+            json!({"method": "wallet"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "walletId",
+        ),
+        (
+            json!({"method": "cash", "walletId": 6}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "walletId",
+        ),
+        (
+            json!({"amount": 0, "method": "cash"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "amount",
+        ),
+        (
+            json!({"method": "cash", "currency": "EUR"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "currency",
+        ),
+    ] {
+        let (got, problem, raw) = f.call("POST", &uri, None, Some(body)).await;
+        assert_eq!(got, status, "{raw}");
+        assert_eq!(problem["errors"][0]["field"], field, "{raw}");
+    }
+    assert_eq!(text(&f.bill_of("pat-8").await["refundDue"]), "80.0");
+
+    // Into another wallet, once however often the request is retried.
+    let first = f
+        .call(
+            "POST",
+            &uri,
+            Some("give-back"),
+            Some(json!({"method": "wallet", "walletId": 6})),
+        )
+        .await;
+    assert_eq!(first.0, StatusCode::ACCEPTED, "{}", first.2);
+    let retry = f
+        .call(
+            "POST",
+            &uri,
+            Some("give-back"),
+            Some(json!({"method": "wallet", "walletId": 6})),
+        )
+        .await;
+    assert_eq!((retry.0, &retry.2), (first.0, &first.2));
+    let refund = &first.1[0];
+    assert_eq!(
+        (
+            refund["status"].as_str(),
+            refund["walletId"].as_i64(),
+            text(&refund["amount"])
+        ),
+        (Some("pending"), Some(6), "80.0".into())
+    );
+    let credit = f.outbox("wallet.credit_requested").await;
+    assert_eq!(credit.len(), 2);
+    assert_eq!(credit[1]["request_id"], refund["refundId"]);
+    let (status, problem, _) = f
+        .call("POST", &uri, None, Some(json!({"method": "cash"})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(problem["type"].as_str().unwrap().ends_with("no-refund-due"));
+
+    let arrived = wallet_answer(
+        "wallet.credit_completed",
+        &refund["refundId"],
+        json!({"wallet_id": 6, "transaction_number": "t-9", "amount_minor": 8_000, "currency": "USD"}),
+    );
+    f.deliver(&f.answers, &arrived).await;
+    let bill = f.bill_of("pat-8").await;
+    assert_eq!(
+        (text(&bill["refunded"]), text(&bill["refundDue"])),
+        ("100.0".into(), "0.0".into())
+    );
+    assert_eq!(
+        (
+            bill["refunds"][2]["status"].as_str(),
+            bill["refunds"][2]["walletTransaction"].as_str()
+        ),
+        (Some("completed"), Some("t-9"))
+    );
+    let (status, listed, _) = f.call("GET", &uri, None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        listed, bill["refunds"],
+        "GET /bills/{{id}}/refunds lists the bill's refunds"
+    );
+    let refunded = f.outbox("payment.refunded").await;
+    assert_eq!(
+        (
+            refunded.len(),
+            refunded[1]["method"].as_str(),
+            refunded[1]["refund_method"].as_str()
+        ),
+        (2, Some("wallet"), Some("wallet"))
+    );
+}
+both_backends!(a_refused_wallet_refund_is_owed_back_until_the_clinic_refunds_it);
+
+async fn an_excess_whose_wallet_refund_failed_is_handed_back_in_cash(backend: TestBackend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    // Paid 80 from a wallet; closed at 60: 20 is owed back and asked of the wallet.
+    f.deliver(&f.bills, &booked("appt-9", "pat-9", 8_000)).await;
+    let bill = f.bill_of("pat-9").await;
+    let (_, debit, _) = f
+        .pay(
+            &bill,
+            json!({"amount": 80, "method": "wallet", "walletId": 4}),
+        )
+        .await;
+    let done = wallet_answer(
+        "wallet.debit_completed",
+        &debit["paymentId"],
+        json!({"wallet_id": 4, "transaction_number": "t-4", "amount_minor": 8_000, "currency": "USD"}),
+    );
+    f.deliver(&f.answers, &done).await;
+    f.deliver(&f.bills, &closed("appt-9", "pat-9", 6_000)).await;
+    let credit = f.outbox("wallet.credit_requested").await;
+    let refused = wallet_answer(
+        "wallet.credit_failed",
+        &credit[0]["request_id"],
+        json!({"wallet_id": 4, "amount_minor": 2_000, "currency": "USD", "reason": "wallet 4 is closed"}),
+    );
+    f.deliver(&f.answers, &refused).await;
+    let bill = f.bill_of("pat-9").await;
+    assert_eq!(
+        (
+            bill["status"].as_str(),
+            text(&bill["refunded"]),
+            text(&bill["refundDue"]),
+            text(&bill["due"])
+        ),
+        (Some("paid"), "0.0".into(), "20.0".into(), "0.0".into())
+    );
+
+    // Part in cash now, the rest later.
+    let uri = format!("/bills/{}/refunds", bill["billId"].as_str().unwrap());
+    let (status, refunds, raw) = f
+        .call(
+            "POST",
+            &uri,
+            Some("desk-1"),
+            Some(json!({"amount": "5.00", "method": "cash", "currency": "USD"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{raw}");
+    assert_eq!(
+        (refunds[0]["status"].as_str(), text(&refunds[0]["amount"])),
+        (Some("completed"), "5.0".into())
+    );
+    let (status, _, raw) = f
+        .call(
+            "POST",
+            &uri,
+            Some("desk-2"),
+            Some(json!({"method": "cash"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{raw}");
+    let bill = f.bill_of("pat-9").await;
+    assert_eq!(
+        (
+            bill["status"].as_str(),
+            text(&bill["refunded"]),
+            text(&bill["refundDue"])
+        ),
+        (Some("paid"), "20.0".into(), "0.0".into())
+    );
+    let refunded = f.outbox("payment.refunded").await;
+    let cash: Vec<_> = refunded
+        .iter()
+        .map(|r| {
+            (
+                r["refund_method"].as_str().unwrap(),
+                r["amount_minor"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(cash, [("cash", 500), ("cash", 1_500)]);
+}
+both_backends!(an_excess_whose_wallet_refund_failed_is_handed_back_in_cash);

@@ -380,6 +380,94 @@ async fn hospital_flow(backend: Backend) {
 }
 on_both_backends!(hospital_flow: hospital_flow_sqlite, hospital_flow_postgres);
 
+/// A wallet payment refunded into a wallet closed meanwhile: the wallets service refuses the
+/// credit, the bill owes the money back, and the clinic refunds it into the patient's new
+/// wallet, where it arrives once.
+async fn a_refund_the_wallet_refuses_is_owed_back_until_refunded_elsewhere(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let api = server.api();
+    let patient = register_patient(&api, "Ana").await;
+    let doctor = physician(&api).await;
+    let client = api.create_client("Ana").await;
+    api.deposit(client.wallet_id, 5_000).await;
+    let appointment = book(
+        &api,
+        &patient,
+        &doctor,
+        "2026-03-04T09:00:00Z",
+        "2026-03-04T09:30:00Z",
+    )
+    .await
+    .str("id");
+    let bill_id = bill_of(&api, &appointment, &patient).await.str("billId");
+    let wallet_payment = format!(
+        r#"{{"amount":"50.00","method":"wallet","walletId":{}}}"#,
+        client.wallet_id
+    );
+    pay(&api, &bill_id, &wallet_payment).await;
+    bill_until(&api, &bill_id, "the bill paid", |b| {
+        b.str("status") == "paid"
+    })
+    .await;
+
+    // The patient leaves the wallets service (the wallet is empty, so it closes), then cancels.
+    api.delete(&format!("/clients/{}", client.id))
+        .await
+        .expect(200, "DELETE /clients/{id}");
+    api.post(
+        &format!("/appointments/{appointment}/cancel"),
+        r#"{"reason":"moved away"}"#,
+    )
+    .await
+    .expect(200, "cancel");
+    let owed = bill_until(&api, &bill_id, "the refused refund owed back", |b| {
+        b.raw("refundDue") == "50.00"
+    })
+    .await;
+    assert_eq!(
+        (owed.str("status"), owed.raw("refunded")),
+        ("voided".to_owned(), "0.00")
+    );
+    let failed = &owed.list("refunds")[0];
+    assert_eq!(
+        (failed.str("status"), failed.i64("walletId")),
+        ("failed".to_owned(), client.wallet_id)
+    );
+    assert!(
+        failed.str("failureReason").contains("closed"),
+        "{}",
+        failed.text()
+    );
+
+    // Refunded into the patient's new wallet, once however often the request is sent.
+    let new_wallet = api.create_client("Ana").await.wallet_id;
+    let body = format!(r#"{{"method":"wallet","walletId":{new_wallet}}}"#);
+    let path = format!("/bills/{bill_id}/refunds");
+    let first = api.post_keyed(&path, "refund-ana", &body).await;
+    let again = api.post_keyed(&path, "refund-ana", &body).await;
+    assert_eq!(first.status, 202, "{}", first.text());
+    assert_eq!((again.status, again.text()), (first.status, first.text()));
+    let settled = bill_until(&api, &bill_id, "the refund arrived", |b| {
+        b.list("refunds")
+            .iter()
+            .any(|r| r.str("status") == "completed")
+    })
+    .await;
+    assert_eq!(
+        (settled.raw("refunded"), settled.raw("refundDue")),
+        ("50.00", "0.00")
+    );
+    assert_eq!(api.wallet(new_wallet).await.balance, 5_000);
+    api.post(&path, r#"{"method":"cash"}"#)
+        .await
+        .problem_of_type(409, "no-refund-due", "nothing left to refund");
+}
+on_both_backends!(
+    a_refund_the_wallet_refuses_is_owed_back_until_refunded_elsewhere:
+        refused_wallet_refund_sqlite,
+    refused_wallet_refund_postgres
+);
+
 /// Document 000's manual happy flow, with its exact requests, once a patient and a physician
 /// exist with the ids it uses (one UUID for both, as the document has it).
 async fn document_000_replayed(backend: Backend) {
