@@ -5,6 +5,8 @@
 //!   claim, as the number of claims grows. The aggregate's cost should stay flat.
 //! - `import-claims`: `tally import-claims` of a generated payer file, against SQLite's `.import`
 //!   (the `sqlite3` program) and PostgreSQL's `COPY` of the same file.
+//! - `payments`: idempotent transfers over HTTP, replays and conflicting keys mixed with new
+//!   ones, against a `tally serve` of this binary: replays against new transfers.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -416,4 +418,371 @@ async fn checkpoint(conn: &mut sqlx::PgConnection) {
     if let Err(e) = conn.execute("CHECKPOINT").await {
         tracing::debug!(error = %e, "CHECKPOINT refused; runs may pay for each other's pages");
     }
+}
+
+/// What one request of the payments bench is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A transfer under a key never used.
+    New,
+    /// A transfer sent again with the key and body of an earlier one.
+    Replay,
+    /// An earlier key with another body.
+    Conflict,
+}
+
+/// One planned request: its kind, key and body.
+struct Planned {
+    kind: Kind,
+    key: String,
+    body: String,
+    /// For a replay, the new request it repeats.
+    of: Option<usize>,
+}
+
+/// The requests of the payments bench, the same for every run: 80% new keys, 19% replays and
+/// 1% conflicts, the last two of requests at least `distance` places earlier (so that, with
+/// fewer workers than that, the earlier one has been answered).
+fn plan_payments(requests: usize, wallets: &[i64], distance: usize) -> Vec<Planned> {
+    let mut rng = Rng(0x9a1d);
+    let mut news: Vec<usize> = Vec::new();
+    let mut plan: Vec<Planned> = Vec::with_capacity(requests);
+    for i in 0..requests {
+        let roll = rng.next() % 100;
+        // Only requests far enough back may be repeated.
+        let ready = news.partition_point(|&n| n + distance <= i);
+        let kind = match roll {
+            _ if ready == 0 => Kind::New,
+            0..80 => Kind::New,
+            80..99 => Kind::Replay,
+            _ => Kind::Conflict,
+        };
+        if kind == Kind::New {
+            let from = wallets[(rng.next() % wallets.len() as u64) as usize];
+            let mut to = wallets[(rng.next() % wallets.len() as u64) as usize];
+            if to == from {
+                to = wallets
+                    [(wallets.iter().position(|w| *w == from).unwrap_or(0) + 1) % wallets.len()];
+            }
+            let cents = 1 + rng.next() % 100;
+            plan.push(Planned {
+                kind,
+                key: format!("bench-{i}"),
+                body: format!(
+                    r#"{{"walletFromId":{from},"walletToId":{to},"amount":"0.{cents:02}"}}"#
+                ),
+                of: None,
+            });
+            news.push(i);
+            continue;
+        }
+        let earlier = news[(rng.next() % ready as u64) as usize];
+        let (key, body) = (plan[earlier].key.clone(), plan[earlier].body.clone());
+        let body = match kind {
+            Kind::Conflict => body.replace(r#""amount":"0."#, r#""amount":"1."#),
+            _ => body,
+        };
+        plan.push(Planned {
+            kind,
+            key,
+            body,
+            of: Some(earlier),
+        });
+    }
+    plan
+}
+
+/// A `tally serve` of this very binary, on a free port, in `dir` (and `database_url`).
+struct BenchServer {
+    child: tokio::process::Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl BenchServer {
+    async fn start(dir: &Path, database_url: Option<&str>) -> anyhow::Result<BenchServer> {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut command = tokio::process::Command::new(std::env::current_exe()?);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("TALLY_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .args(["serve", "--port", "0", "--write-rate-per-minute", "0"])
+            .args(["--log", "warn"])
+            .arg("--data-dir")
+            .arg(dir.join("data"));
+        if let Some(url) = database_url {
+            command.arg("--database-url").arg(url);
+        }
+        let log = std::fs::File::create(dir.join("serve.log"))?;
+        command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true);
+        let mut child = command.spawn().context("starting tally serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let mut token = None;
+        let base = loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+                .await
+                .context("tally serve did not start within a minute")??
+                .with_context(|| {
+                    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+                    format!("tally serve stopped before listening:\n{log}")
+                })?;
+            if let Some(t) = line.strip_prefix("admin token: ") {
+                token = Some(t.trim().to_owned());
+            }
+            if let Some(url) = line.strip_prefix("listening on ") {
+                break url.trim().to_owned();
+            }
+        };
+        // Drains the rest, so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let token = token.context("tally serve printed no admin token")?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse()?,
+        );
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .pool_max_idle_per_host(256)
+            .build()?;
+        Ok(BenchServer {
+            child,
+            base,
+            client,
+        })
+    }
+
+    /// Sends a POST; the status and body.
+    async fn post(&self, path: &str, key: &str, body: String) -> anyhow::Result<(u16, String)> {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await?))
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        Ok(response.json().await?)
+    }
+
+    /// The server's data is thrown away with its folder: no need to stop it gracefully.
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Idempotent transfers over HTTP against a `tally serve` of this binary: 80% new keys, 19%
+/// replays, 1% conflicting keys, on SQLite and, given an admin URL, on a PostgreSQL database
+/// created and dropped there. Prints how much faster a replay is answered than a new transfer.
+pub async fn payments(
+    requests: usize,
+    wallets: usize,
+    concurrency: usize,
+    postgres: Option<&str>,
+) -> anyhow::Result<()> {
+    println!(
+        "idempotent transfers over HTTP: {requests} requests (80% new keys, 19% replays, 1% \
+         conflicting), {wallets} wallets, {concurrency} at once"
+    );
+    let dir = temp_dir("payments")?;
+    let result = async {
+        let sqlite = dir.join("sqlite");
+        payments_on(&sqlite, None, "SQLite", requests, wallets, concurrency).await?;
+        if let Some(admin) = postgres {
+            let (url, drop) = fresh_postgres(admin).await?;
+            let pg = dir.join("postgres");
+            let run = payments_on(
+                &pg,
+                Some(&url),
+                "PostgreSQL",
+                requests,
+                wallets,
+                concurrency,
+            );
+            let result = run.await;
+            drop.await;
+            result?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    std::fs::remove_dir_all(&dir).ok();
+    result
+}
+
+/// The ledger's transfer count, after checking it balances.
+async fn balanced_transfer_count(server: &BenchServer) -> anyhow::Result<i64> {
+    let summary = server.get("/ledger/summary").await?;
+    let currencies = summary["currencies"]
+        .as_array()
+        .context("the ledger summary has no currencies")?;
+    let mut count = 0;
+    for entry in currencies {
+        let code = &entry["currency"];
+        let sum = entry["sum"].to_string();
+        anyhow::ensure!(
+            sum.chars().all(|c| matches!(c, '0' | '.' | '-')),
+            "the {code} ledger sums to {sum}, not 0"
+        );
+        anyhow::ensure!(
+            entry["unbalancedAccounts"] == 0,
+            "the {code} ledger has unbalanced accounts: {entry}"
+        );
+        count += entry["transferCount"].as_i64().unwrap_or_default();
+    }
+    Ok(count)
+}
+
+async fn payments_on(
+    dir: &Path,
+    database_url: Option<&str>,
+    label: &str,
+    requests: usize,
+    wallets: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, OnceLock};
+
+    std::fs::create_dir_all(dir)?;
+    let server = Arc::new(BenchServer::start(dir, database_url).await?);
+    let mut ids = Vec::with_capacity(wallets);
+    for w in 0..wallets {
+        let client = format!(r#"{{"name":"Bench {w}","login":"bench-{w}"}}"#);
+        let (status, body) = server
+            .post("/clients", &format!("client-{w}"), client)
+            .await?;
+        anyhow::ensure!(status == 201, "POST /clients: {status} {body}");
+        let id = serde_json::from_str::<serde_json::Value>(&body)?["walletId"]
+            .as_i64()
+            .context("POST /clients answered no walletId")?;
+        let deposit = format!(r#"{{"walletId":{id},"amount":"1000.00"}}"#);
+        let (status, body) = server
+            .post("/resupplies", &format!("deposit-{w}"), deposit)
+            .await?;
+        anyhow::ensure!(status == 200, "POST /resupplies: {status} {body}");
+        ids.push(id);
+    }
+    let transfers_before = balanced_transfer_count(&server).await?;
+
+    let plan = Arc::new(plan_payments(requests, &ids, concurrency * 4));
+    let answers: Arc<Vec<OnceLock<(u16, String)>>> =
+        Arc::new((0..requests).map(|_| OnceLock::new()).collect());
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (server, plan, answers, next) =
+            (server.clone(), plan.clone(), answers.clone(), next.clone());
+        workers.spawn(async move {
+            let mut timings: Vec<(Kind, Duration)> = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(request) = plan.get(i) else {
+                    break;
+                };
+                let sent = Instant::now();
+                let answer = server
+                    .post("/transfers", &request.key, request.body.clone())
+                    .await?;
+                timings.push((request.kind, sent.elapsed()));
+                let _ = answers[i].set(answer);
+            }
+            anyhow::Ok(timings)
+        });
+    }
+    let mut timings = Vec::with_capacity(requests);
+    while let Some(joined) = workers.join_next().await {
+        timings.extend(joined??);
+    }
+    let elapsed = started.elapsed();
+
+    // Every answer is what it must be: a new key transfers, a replay gets the first answer
+    // back, a conflicting key is refused; and the ledger holds each new transfer once.
+    let mut new_count = 0;
+    for (i, request) in plan.iter().enumerate() {
+        let (status, body) = answers[i].get().context("a request went unanswered")?;
+        match request.kind {
+            Kind::New => {
+                anyhow::ensure!(*status == 200, "a new transfer: {status} {body}");
+                new_count += 1;
+            }
+            Kind::Replay => {
+                let first = answers[request.of.unwrap_or_default()].get();
+                anyhow::ensure!(
+                    first == Some(&(*status, body.clone())),
+                    "a replay answered {status} {body}, not the first answer {first:?}"
+                );
+            }
+            Kind::Conflict => anyhow::ensure!(
+                *status == 422 && body.contains("idempotency-key-reuse"),
+                "a conflicting key: {status} {body}"
+            ),
+        }
+    }
+    let transfers = balanced_transfer_count(&server).await? - transfers_before;
+    anyhow::ensure!(
+        transfers == new_count,
+        "the ledger holds {transfers} transfers for {new_count} new keys"
+    );
+
+    let stats = |kind: Kind| {
+        let mut times: Vec<Duration> = timings
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, t)| *t)
+            .collect();
+        times.sort_unstable();
+        let mean = times.iter().sum::<Duration>().as_micros() / (times.len().max(1) as u128);
+        (times.len(), mean, times)
+    };
+    println!(
+        "  {label}: {} requests/s; the ledger balances and holds each new transfer once",
+        per_second(requests as u64, elapsed)
+    );
+    let mut means = Vec::new();
+    for (kind, name) in [
+        (Kind::New, "new keys"),
+        (Kind::Replay, "replays"),
+        (Kind::Conflict, "conflicts"),
+    ] {
+        let (count, mean, times) = stats(kind);
+        println!(
+            "    {name:<10} {count:>6}: mean {mean} µs, p50 {} µs, p99 {} µs",
+            percentile_us(&times, 50),
+            percentile_us(&times, 99)
+        );
+        means.push(mean);
+    }
+    println!(
+        "    replays are answered {} faster than new transfers, by mean latency (target 2.00x)",
+        ratio(means[0], means[1])
+    );
+    if let Ok(server) = Arc::try_unwrap(server) {
+        server.stop().await;
+    }
+    Ok(())
 }

@@ -137,6 +137,20 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// Idempotent transfers over HTTP (80% new keys, 19% replays, 1% conflicting): replays
+    /// against new transfers, on SQLite and PostgreSQL.
+    Payments {
+        #[arg(long, default_value_t = 5_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 100)]
+        wallets: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// An admin PostgreSQL URL: measure there too, in a database created and dropped.
+        #[arg(long, env = "TALLY_BENCH_POSTGRES_URL")]
+        postgres: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -400,6 +414,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             init_logs(&log, false);
             crate::bench::import_claims(rows, providers.max(1), postgres.as_deref(), rounds).await
+        }
+        Command::Bench(BenchCommand::Payments {
+            requests,
+            wallets,
+            concurrency,
+            postgres,
+        }) => {
+            init_logs(&log, false);
+            let (wallets, concurrency) = (wallets.max(2), concurrency.max(1));
+            crate::bench::payments(requests, wallets, concurrency, postgres.as_deref()).await
         }
         Command::Token(cmd) => {
             init_logs(&log, false);

@@ -315,3 +315,46 @@ async fn dead_letters_from_the_command_line(backend: Backend) {
     }
 }
 on_both_backends!(dead_letters_from_the_command_line: dead_letters_sqlite, dead_letters_postgres);
+
+/// `tally bench payments`, small: it runs a real server of this binary, checks every answer
+/// (a replay gets the first answer back, a conflicting key is refused) and that the ledger
+/// holds each new transfer once, and exits non-zero if any of that fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payments_bench_checks_its_answers_and_prints_the_replay_ratio() {
+    let backends = crate::support::backends("cli::the_payments_bench").await;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tally"));
+    command.args([
+        "bench",
+        "payments",
+        "--requests",
+        "400",
+        "--wallets",
+        "5",
+        "--concurrency",
+        "4",
+    ]);
+    if backends.contains(&Backend::Postgres) {
+        command
+            .arg("--postgres")
+            .arg(crate::support::postgres_admin_url());
+    }
+    let output = command
+        .output()
+        .expect("failed to run tally bench payments");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let runs = stdout
+        .lines()
+        .filter(|l| l.ends_with("the ledger balances and holds each new transfer once"))
+        .count();
+    assert_eq!(runs, backends.len(), "{stdout}");
+    assert_eq!(
+        stdout.matches("replays are answered ").count(),
+        backends.len(),
+        "{stdout}"
+    );
+}
