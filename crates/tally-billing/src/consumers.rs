@@ -184,13 +184,13 @@ impl Handler for WalletAnswers {
                     self.store.credit_answer(tx, id, refused, &meta).await
                 }
                 WALLET_DEBIT_COMPLETED => {
-                    (self.store)
+                    self.store
                         .wallet_answer(tx, id, number, None, gateway, &meta)
                         .await
                 }
                 _ => {
                     let refused = Some(reason("the wallet refused the debit"));
-                    (self.store)
+                    self.store
                         .wallet_answer(tx, id, None, refused, gateway, &meta)
                         .await
                 }

@@ -458,12 +458,11 @@ fn plan_payments(requests: usize, wallets: &[i64], distance: usize) -> Vec<Plann
             _ => Kind::Conflict,
         };
         if kind == Kind::New {
-            let from = wallets[(rng.next() % wallets.len() as u64) as usize];
-            let mut to = wallets[(rng.next() % wallets.len() as u64) as usize];
-            if to == from {
-                to = wallets
-                    [(wallets.iter().position(|w| *w == from).unwrap_or(0) + 1) % wallets.len()];
-            }
+            // Two different wallets: the second is 1 to n - 1 places after the first.
+            let n = wallets.len() as u64;
+            let first = rng.next() % n;
+            let second = (first + 1 + rng.next() % (n - 1).max(1)) % n;
+            let (from, to) = (wallets[first as usize], wallets[second as usize]);
             let cents = 1 + rng.next() % 100;
             plan.push(Planned {
                 kind,

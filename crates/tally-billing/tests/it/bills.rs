@@ -134,6 +134,23 @@ impl Fixture {
         self.call("POST", &uri, None, Some(body)).await
     }
 
+    /// Pays `major` units of the bill from `wallet`, and delivers the wallets service's
+    /// completed debit.
+    async fn pay_from_wallet(&self, bill: &Value, major: i64, wallet: i64) {
+        let (_, debit, _) = self
+            .pay(
+                bill,
+                json!({"amount": major, "method": "wallet", "walletId": wallet}),
+            )
+            .await;
+        let done = wallet_answer(
+            "wallet.debit_completed",
+            &debit["paymentId"],
+            json!({"wallet_id": wallet, "transaction_number": format!("t-{wallet}"), "amount_minor": major * 100, "currency": "USD"}),
+        );
+        self.deliver(&self.answers, &done).await;
+    }
+
     async fn outbox(&self, topic: &str) -> Vec<Value> {
         sqlx::query("SELECT envelope FROM outbox WHERE topic = $1 ORDER BY created_at, id")
             .bind(topic)
@@ -477,18 +494,7 @@ async fn a_refused_wallet_refund_is_owed_back_until_the_clinic_refunds_it(backen
     f.deliver(&f.bills, &booked("appt-8", "pat-8", 10_000))
         .await;
     let bill = f.bill_of("pat-8").await;
-    let (_, debit, _) = f
-        .pay(
-            &bill,
-            json!({"amount": 80, "method": "wallet", "walletId": 5}),
-        )
-        .await;
-    let done = wallet_answer(
-        "wallet.debit_completed",
-        &debit["paymentId"],
-        json!({"wallet_id": 5, "transaction_number": "t-8", "amount_minor": 8_000, "currency": "USD"}),
-    );
-    f.deliver(&f.answers, &done).await;
+    f.pay_from_wallet(&bill, 80, 5).await;
     f.pay(&bill, json!({"amount": 20, "method": "cash"})).await;
     f.deliver(&f.bills, &event("appointment.cancelled", json!({"appointment_id": "appt-8", "patient_id": "pat-8", "physician_id": "ph", "reason": null}))).await;
     let bill = f.bill_of("pat-8").await;
@@ -516,19 +522,18 @@ async fn a_refused_wallet_refund_is_owed_back_until_the_clinic_refunds_it(backen
     );
 
     // The wallet was closed meanwhile: the credit fails, however often the answer arrives.
-    let refused = wallet_answer(
-        "wallet.credit_failed",
-        &credit[0]["request_id"],
-        json!({"wallet_id": 5, "amount_minor": 8_000, "currency": "USD", "reason": "wallet 5 is closed"}),
-    );
+    // A second envelope of the same answer (a republished outbox row) gets a new id.
+    let refusal = || {
+        wallet_answer(
+            "wallet.credit_failed",
+            &credit[0]["request_id"],
+            json!({"wallet_id": 5, "amount_minor": 8_000, "currency": "USD", "reason": "wallet 5 is closed"}),
+        )
+    };
+    let refused = refusal();
     assert_eq!(f.deliver(&f.answers, &refused).await, Applied::Applied);
     assert_eq!(f.deliver(&f.answers, &refused).await, Applied::Duplicate);
-    let again = wallet_answer(
-        "wallet.credit_failed",
-        &credit[0]["request_id"],
-        json!({"wallet_id": 5, "amount_minor": 8_000, "currency": "USD", "reason": "wallet 5 is closed"}),
-    );
-    assert_eq!(f.deliver(&f.answers, &again).await, Applied::Applied);
+    assert_eq!(f.deliver(&f.answers, &refusal()).await, Applied::Applied);
     let bill = f.bill_of("pat-8").await;
     assert_eq!(
         (text(&bill["refunded"]), text(&bill["refundDue"])),
@@ -681,18 +686,7 @@ async fn an_excess_whose_wallet_refund_failed_is_handed_back_in_cash(backend: Te
     // Paid 80 from a wallet; closed at 60: 20 is owed back and asked of the wallet.
     f.deliver(&f.bills, &booked("appt-9", "pat-9", 8_000)).await;
     let bill = f.bill_of("pat-9").await;
-    let (_, debit, _) = f
-        .pay(
-            &bill,
-            json!({"amount": 80, "method": "wallet", "walletId": 4}),
-        )
-        .await;
-    let done = wallet_answer(
-        "wallet.debit_completed",
-        &debit["paymentId"],
-        json!({"wallet_id": 4, "transaction_number": "t-4", "amount_minor": 8_000, "currency": "USD"}),
-    );
-    f.deliver(&f.answers, &done).await;
+    f.pay_from_wallet(&bill, 80, 4).await;
     f.deliver(&f.bills, &closed("appt-9", "pat-9", 6_000)).await;
     let credit = f.outbox("wallet.credit_requested").await;
     let refused = wallet_answer(
