@@ -14,6 +14,7 @@ use tally_kernel::{Currency, Envelope, EventMeta};
 
 use super::store::Store;
 use crate::domain::events::*;
+use crate::domain::Side;
 
 pub const WALLETS_CONSUMER: &str = "trading.wallets";
 
@@ -73,6 +74,15 @@ fn data<T: DeserializeOwned>(event: &Envelope) -> Result<T, HandlerError> {
     })
 }
 
+/// The side of the orders a capture (BUY) or credit (SELL) answer settles. Answers to other
+/// services' requests (billing's refunds) match no order and change nothing.
+fn side_of(event: &Envelope) -> Side {
+    match event.event_type.as_str() {
+        CAPTURE_COMPLETED | CAPTURE_FAILED => Side::Buy,
+        _ => Side::Sell,
+    }
+}
+
 impl WalletEvents {
     async fn apply(&self, tx: &mut WriteTx, event: &Envelope) -> Result<(), HandlerError> {
         if event.version != 1 {
@@ -127,20 +137,19 @@ impl WalletEvents {
                     .await?;
             }
             CAPTURE_COMPLETED | CREDIT_COMPLETED => {
-                // Answers to other services' requests (billing's refunds) match no order.
                 let answer: Answer = data(event)?;
-                self.store.settled(tx, &answer.request_id).await?;
+                self.store
+                    .money_moved(tx, &answer.request_id, side_of(event), &meta)
+                    .await?;
             }
             CAPTURE_FAILED | CREDIT_FAILED => {
                 let answer: Answer = data(event)?;
-                if self.store.is_order_in(tx, &answer.request_id).await? {
-                    tracing::warn!(
-                        order_id = %answer.request_id,
-                        topic = %event.event_type,
-                        reason = answer.reason.as_deref().unwrap_or(""),
-                        "an executed order's money did not move; it stays unsettled"
-                    );
-                }
+                let reason = answer
+                    .reason
+                    .unwrap_or_else(|| "the wallets service refused it".to_owned());
+                self.store
+                    .money_refused(tx, &answer.request_id, side_of(event), &reason, &meta)
+                    .await?;
             }
             other => {
                 return Err(HandlerError::Permanent(anyhow::anyhow!(

@@ -131,10 +131,15 @@ pub struct OrderView {
     total: AmountOutput,
     #[schema(example = "USD")]
     currency: String,
-    /// `pending` (a BUY waiting for its hold), `executed` or `rejected`.
+    /// `pending` (its money not moved yet: a BUY's hold placed and captured, a SELL's proceeds
+    /// credited), `executed` (the money moved, the units changed hands) or `rejected` (nothing
+    /// changed hands).
     status: String,
+    /// Why a rejected order was rejected.
     reason: Option<String>,
-    /// Whether the wallet's money moved: the hold captured (BUY) or the proceeds credited (SELL).
+    /// Whether the wallet's money moved: the hold captured (BUY) or the proceeds credited
+    /// (SELL). An order executes when its money moves, so this is true exactly when it is
+    /// `executed`.
     settled: bool,
 }
 

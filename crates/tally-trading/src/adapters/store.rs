@@ -1,5 +1,11 @@
 //! Trading's tables: requests with their replies, users (from wallets' events), orders, trades
 //! and holdings. Every change and the events it causes commit in one transaction.
+//!
+//! An order executes only once its money has moved, so no trade is ever left unpaid or unpaid
+//! out: a BUY's hold is placed and then captured before the units join the holdings; a SELL's
+//! units are set aside at once (no other SELL can take them) and the trade is written when the
+//! wallets service has credited the proceeds. A refused capture or credit rejects the order, and
+//! a SELL's units go back to the holdings.
 
 use serde_json::{json, Map, Value};
 use sqlx::Row as _;
@@ -58,11 +64,13 @@ pub struct Order {
     pub total: Money,
     pub status: String,
     pub reason: Option<String>,
+    /// The hold of a BUY, once the wallets service placed it.
+    pub hold_id: Option<String>,
     pub settled: bool,
 }
 
 const ORDER_COLUMNS: &str = "id, user_id, wallet_id, side, symbol, quantity, price_minor, \
-                             total_minor, currency, status, reason, settled";
+                             total_minor, currency, status, reason, hold_id, settled";
 
 fn order_from_row(row: &sqlx::any::AnyRow) -> Result<Order, sqlx::Error> {
     let currency: String = row.try_get(8)?;
@@ -80,7 +88,8 @@ fn order_from_row(row: &sqlx::any::AnyRow) -> Result<Order, sqlx::Error> {
         total: Money::new(row.try_get(7)?, currency),
         status: row.try_get(9)?,
         reason: row.try_get(10)?,
-        settled: row.try_get::<i64, _>(11)? != 0,
+        hold_id: row.try_get(11)?,
+        settled: row.try_get::<i64, _>(12)? != 0,
     })
 }
 
@@ -134,7 +143,7 @@ impl Store {
     /// Stores a checked message from `caller` (a token id) and does what it asks, or finds the
     /// earlier message with the same id and returns its reply. A payment message is published
     /// on the `payment` topic for the wallets service; a BUY asks the wallets service for a
-    /// hold; a SELL executes here and now, or is refused.
+    /// hold; a SELL sets its units aside and asks for its proceeds, or is refused at once.
     pub async fn submit(
         &self,
         caller: &str,
@@ -255,6 +264,7 @@ impl Store {
                         total: Money::new(total, user.currency),
                         status: "pending".to_owned(),
                         reason: None,
+                        hold_id: None,
                         settled: false,
                     }),
                 },
@@ -301,13 +311,15 @@ impl Store {
                     );
                     self.reject(tx, &mut order, id, &reason, meta).await
                 } else {
+                    // The units are set aside; the trade is written once the proceeds arrive.
                     let credit = TradingEvent::CreditRequested {
                         request_id: order.id.clone(),
                         wallet_id: order.wallet_id,
                         amount_minor: order.total.amount_minor,
                         currency: order.total.currency,
                     };
-                    self.execute(tx, &mut order, id, credit, meta).await
+                    outbox::publish(&self.db, tx, SERVICE, meta, &[credit]).await?;
+                    Ok(Submitted::Pending(order.id))
                 }
             }
         }
@@ -368,14 +380,13 @@ impl Store {
         Ok(())
     }
 
-    /// Executes `order`: a trade, the order executed, `trade.executed` and the wallet request
-    /// that settles it, and the caller's reply.
+    /// Executes `order`, whose money has moved: a trade, the order executed and settled,
+    /// `trade.executed`, and the caller's reply.
     async fn execute(
         &self,
         tx: &mut WriteTx,
         order: &mut Order,
         id: &Value,
-        settle: TradingEvent,
         meta: &EventMeta,
     ) -> Result<Submitted, sqlx::Error> {
         let now = time::to_db(time::now());
@@ -396,12 +407,15 @@ impl Store {
         .bind(&now)
         .execute(&mut **tx)
         .await?;
-        sqlx::query("UPDATE orders SET status = 'executed', updated_at = $1 WHERE id = $2")
-            .bind(&now)
-            .bind(&order.id)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "UPDATE orders SET status = 'executed', settled = 1, updated_at = $1 WHERE id = $2",
+        )
+        .bind(&now)
+        .bind(&order.id)
+        .execute(&mut **tx)
+        .await?;
         order.status = "executed".to_owned();
+        order.settled = true;
         let executed = TradingEvent::TradeExecuted {
             trade_id: trade_id.clone(),
             order_id: order.id.clone(),
@@ -414,7 +428,7 @@ impl Store {
             total_minor: order.total.amount_minor,
             currency: order.total.currency,
         };
-        outbox::publish(&self.db, tx, SERVICE, meta, &[executed, settle]).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &[executed]).await?;
         let answer = executed_reply(id, order, &trade_id);
         self.set_reply(tx, &order.id, &answer).await?;
         Ok(Submitted::Decided(answer))
@@ -511,15 +525,6 @@ impl Store {
 
     // What the wallets service says, applied by trading's consumer.
 
-    /// Whether `order_id` names one of trading's orders.
-    pub async fn is_order_in(&self, tx: &mut WriteTx, order_id: &str) -> Result<bool, sqlx::Error> {
-        let row = sqlx::query("SELECT 1 FROM orders WHERE id = $1")
-            .bind(order_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-        Ok(row.is_some())
-    }
-
     /// A wallets client became a trading user.
     pub async fn user_created(
         &self,
@@ -564,7 +569,8 @@ impl Store {
         Ok(())
     }
 
-    /// The hold for a BUY is in place: the order executes and the hold is captured.
+    /// The hold for a BUY is in place: it is captured. The order stays pending until the
+    /// capture is answered.
     pub async fn hold_placed(
         &self,
         tx: &mut WriteTx,
@@ -572,25 +578,18 @@ impl Store {
         hold_id: &str,
         meta: &EventMeta,
     ) -> Result<(), sqlx::Error> {
-        let Some(mut order) = self.pending_order_in(tx, order_id).await? else {
+        let Some(order) = self.pending_order_in(tx, order_id).await? else {
             return Ok(());
         };
-        sqlx::query("UPDATE orders SET hold_id = $1 WHERE id = $2")
+        if order.side != Side::Buy || order.hold_id.is_some() {
+            return Ok(());
+        }
+        sqlx::query("UPDATE orders SET hold_id = $1, updated_at = $2 WHERE id = $3")
             .bind(hold_id)
+            .bind(time::to_db(time::now()))
             .bind(order_id)
             .execute(&mut **tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO holdings (user_id, symbol, quantity, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (user_id, symbol) DO UPDATE SET \
-             quantity = holdings.quantity + excluded.quantity, updated_at = excluded.updated_at",
-        )
-        .bind(order.user_id)
-        .bind(&order.symbol)
-        .bind(order.quantity)
-        .bind(time::to_db(time::now()))
-        .execute(&mut **tx)
-        .await?;
         let capture = TradingEvent::CaptureRequested {
             request_id: order.id.clone(),
             hold_id: hold_id.to_owned(),
@@ -598,8 +597,7 @@ impl Store {
             amount_minor: order.total.amount_minor,
             currency: order.total.currency,
         };
-        let id = self.message_id_of(tx, order_id).await?;
-        self.execute(tx, &mut order, &id, capture, meta).await?;
+        outbox::publish(&self.db, tx, SERVICE, meta, &[capture]).await?;
         Ok(())
     }
 
@@ -614,18 +612,87 @@ impl Store {
         let Some(mut order) = self.pending_order_in(tx, order_id).await? else {
             return Ok(());
         };
+        if order.side != Side::Buy || order.hold_id.is_some() {
+            return Ok(());
+        }
         let id = self.message_id_of(tx, order_id).await?;
         self.reject(tx, &mut order, &id, reason, meta).await?;
         Ok(())
     }
 
-    /// The money of an executed order moved: its hold was captured, or its proceeds credited.
-    pub async fn settled(&self, tx: &mut WriteTx, order_id: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE orders SET settled = 1, updated_at = $1 WHERE id = $2")
-            .bind(time::to_db(time::now()))
-            .bind(order_id)
-            .execute(&mut **tx)
-            .await?;
+    /// The pending order `order_id` whose money the wallets service was asked to move for
+    /// `side`: a BUY whose hold is to be captured, or a SELL whose proceeds are to be credited.
+    /// Answers to other services' requests (billing's refunds) name no such order.
+    async fn settling_order_in(
+        &self,
+        tx: &mut WriteTx,
+        order_id: &str,
+        side: Side,
+    ) -> Result<Option<Order>, sqlx::Error> {
+        Ok(self
+            .pending_order_in(tx, order_id)
+            .await?
+            .filter(|o| o.side == side && (side == Side::Sell || o.hold_id.is_some())))
+    }
+
+    /// The money of an order moved (its hold captured, or its proceeds credited): the order
+    /// executes. A BUY's units join the holdings; a SELL's were taken when it was placed.
+    pub async fn money_moved(
+        &self,
+        tx: &mut WriteTx,
+        order_id: &str,
+        side: Side,
+        meta: &EventMeta,
+    ) -> Result<(), sqlx::Error> {
+        let Some(mut order) = self.settling_order_in(tx, order_id, side).await? else {
+            return Ok(());
+        };
+        if side == Side::Buy {
+            self.add_units(tx, &order).await?;
+        }
+        let id = self.message_id_of(tx, order_id).await?;
+        self.execute(tx, &mut order, &id, meta).await?;
+        Ok(())
+    }
+
+    /// The wallets service refused to move an order's money: the order is rejected with its
+    /// reason, and a SELL's units go back to the holdings. Nothing changed hands.
+    pub async fn money_refused(
+        &self,
+        tx: &mut WriteTx,
+        order_id: &str,
+        side: Side,
+        reason: &str,
+        meta: &EventMeta,
+    ) -> Result<(), sqlx::Error> {
+        let Some(mut order) = self.settling_order_in(tx, order_id, side).await? else {
+            return Ok(());
+        };
+        let reason = match side {
+            Side::Buy => format!("the payment could not be taken: {reason}"),
+            Side::Sell => {
+                self.add_units(tx, &order).await?;
+                format!("the proceeds could not be paid: {reason}")
+            }
+        };
+        let id = self.message_id_of(tx, order_id).await?;
+        self.reject(tx, &mut order, &id, &reason, meta).await?;
+        Ok(())
+    }
+
+    /// Adds an order's units to its user's holdings.
+    async fn add_units(&self, tx: &mut WriteTx, order: &Order) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO holdings (user_id, symbol, quantity, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, symbol) DO UPDATE SET \
+             quantity = holdings.quantity + excluded.quantity, updated_at = excluded.updated_at",
+        )
+        .bind(order.user_id)
+        .bind(&order.symbol)
+        .bind(order.quantity)
+        .bind(time::to_db(time::now()))
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 

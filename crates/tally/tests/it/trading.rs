@@ -443,6 +443,90 @@ async fn concurrent_orders(backend: Backend) {
 
 on_both_backends!(concurrent_orders: concurrent_orders_sqlite, concurrent_orders_postgres);
 
+/// A SELL whose proceeds the wallets service refuses (its user was removed, the wallet closed,
+/// while the SELL was on its way) is rejected, and its units go back to the holdings: no units
+/// leave without their money.
+async fn refused_proceeds(backend: Backend) {
+    let mut server = TestServer::start(backend).await;
+    let token = server.admin_token().to_owned();
+    let mut ws = connect(&server, &token).await;
+    let user = add_user(&mut ws, "leaving", "10.00").await;
+    ws.ok(json!({"id": "lb", "type": "BUY", "user_id": user, "symbol": "ACME", "price": "5.00", "amount": 2}))
+        .await;
+    wallet_reaches(&server, user, 0, "the BUY's capture").await;
+
+    // Trading does not hear of the removal before the SELL: no consumer runs.
+    server
+        .restart(&["--no-consumers", "--ws-reply-timeout-ms", "200"])
+        .await;
+    server
+        .api()
+        .delete(&format!("/clients/{user}"))
+        .await
+        .expect(200, "DELETE /clients/{id}");
+    let mut ws = connect(&server, &token).await;
+    let sell = json!({"id": "ls", "type": "SELL", "user_id": user, "symbol": "ACME", "price": "6.00", "amount": 2});
+    ws.error(sell.clone(), "still being processed").await;
+    assert_eq!(
+        holdings(&server, user).await,
+        vec![],
+        "the units are set aside"
+    );
+
+    server.restart(&[]).await;
+    let mut ws = connect(&server, &token).await;
+    let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
+    let reply = loop {
+        let reply = ws.ask(sell.clone()).await;
+        let text = reply["message"].as_str().unwrap_or_default();
+        if !text.contains("still being processed") {
+            break reply;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the SELL is undecided"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(reply["status"], "ERROR", "{reply}");
+    let reason = reply["message"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("the proceeds could not be paid:") && reason.contains("closed"),
+        "{reply}"
+    );
+    assert_eq!(holdings(&server, user).await, vec![("ACME".to_owned(), 2)]);
+    let order = server
+        .api()
+        .get(&format!(
+            "/trading/v1/orders/{}",
+            reply["order_id"].as_str().expect("order_id")
+        ))
+        .await
+        .expect(200, "GET order");
+    assert_eq!(
+        (
+            order.str("status"),
+            order.raw("settled"),
+            order.str("reason")
+        ),
+        ("rejected".to_owned(), "false", reason.to_owned())
+    );
+    let client = server
+        .api()
+        .get(&format!("/clients/{user}"))
+        .await
+        .expect(200, "GET /clients/{id}");
+    let wallet = client.list("wallets").into_iter().next().expect("a wallet");
+    assert_eq!(
+        wallet.minor("balance"),
+        0,
+        "no money arrived in the closed wallet"
+    );
+    server.api().ledger_balanced().await;
+}
+
+on_both_backends!(refused_proceeds: refused_proceeds_sqlite, refused_proceeds_postgres);
+
 async fn websocket_security(backend: Backend) {
     let server = TestServer::start_with(
         backend,
