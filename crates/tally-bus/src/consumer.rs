@@ -75,6 +75,26 @@ impl Consumer {
         Ok(applied)
     }
 
+    /// Applies `events`, read in this order from `source`'s log, in one transaction: each once
+    /// (inbox row and effect), then the position `through` (the last of them, or an event after
+    /// them that this consumer does not read). One commit for the run instead of one per event:
+    /// a consumer that fell behind catches up faster the further behind it is. Any failure
+    /// rolls the whole run back; the caller then applies the events one by one.
+    pub async fn apply_run(
+        &self,
+        source: &str,
+        events: &[&Envelope],
+        through: i64,
+    ) -> Result<(), HandlerError> {
+        let mut tx = self.db.begin_write().await?;
+        for event in events {
+            self.apply_in(&mut tx, event).await?;
+        }
+        save_position_in(&mut tx, self.name, source, through).await?;
+        self.db.commit(tx).await?;
+        Ok(())
+    }
+
     /// Records `event` in the inbox and, if it was new there, applies its effect, in `tx`.
     pub(crate) async fn apply_in(
         &self,

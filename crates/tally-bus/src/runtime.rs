@@ -17,6 +17,8 @@ pub struct BusSettings {
     pub poll_interval: Duration,
     /// Most events read from a log at once.
     pub batch_size: i64,
+    /// Most events a consumer applies in one transaction (1: a transaction per event).
+    pub run_size: usize,
     /// Attempts at one event before it goes to the dead letters.
     pub max_attempts: u32,
     pub retry_base: Duration,
@@ -30,6 +32,7 @@ impl Default for BusSettings {
         Self {
             poll_interval: Duration::from_millis(250),
             batch_size: 256,
+            run_size: 64,
             max_attempts: 5,
             retry_base: Duration::from_millis(50),
             retry_max: Duration::from_secs(5),
@@ -211,24 +214,84 @@ async fn consume_loop(
             continue;
         }
         let mut skipped_to = None;
-        for entry in batch {
-            if !consumer.wants(&entry.topic) {
-                skipped_to = Some(entry.seq);
-                position = entry.seq;
+        let mut entries = &batch[..];
+        while !entries.is_empty() {
+            let (applied, span) = apply_run(&consumer, source_name, entries, &settings).await;
+            if applied {
+                skipped_to = None;
+                position = entries[span - 1].seq;
+                entries = &entries[span..];
                 continue;
             }
-            match deliver(&consumer, source_name, &entry, &settings, &shutdown).await {
-                Some(()) => {
-                    skipped_to = None;
+            // The run's entries one by one, with retries and dead letters.
+            let (one_by_one, rest) = entries.split_at(span.max(1));
+            for entry in one_by_one {
+                if !consumer.wants(&entry.topic) {
+                    skipped_to = Some(entry.seq);
                     position = entry.seq;
+                    continue;
                 }
-                None => return,
+                match deliver(&consumer, source_name, entry, &settings, &shutdown).await {
+                    Some(()) => {
+                        skipped_to = None;
+                        position = entry.seq;
+                    }
+                    None => return,
+                }
             }
+            entries = rest;
         }
         if let Some(seq) = skipped_to {
             if let Err(e) = consumer.save_position(source_name, seq).await {
                 tracing::warn!(consumer = consumer.name, error = %e, "failed to save position");
             }
+        }
+    }
+}
+
+/// Applies the first events of `entries` together, in one transaction, when more than one of
+/// them is for `consumer`: up to `settings.run_size` of them, stopping before one that cannot be
+/// read. Returns whether the run was applied, and how many entries it spans (0 when the first
+/// cannot be read). When it was not (too few events for a run, or one of them failed), the
+/// caller applies the spanned entries one by one, with retries and dead letters.
+async fn apply_run(
+    consumer: &Consumer,
+    source: &str,
+    entries: &[log::LogEntry],
+    settings: &BusSettings,
+) -> (bool, usize) {
+    let mut events = Vec::new();
+    let mut span = 0;
+    for entry in entries {
+        let Ok(event) = &entry.envelope else {
+            break;
+        };
+        if consumer.wants(&entry.topic) {
+            if events.len() == settings.run_size.max(1) {
+                break;
+            }
+            events.push(event);
+        }
+        span += 1;
+    }
+    if events.len() < 2 {
+        return (false, span);
+    }
+    match consumer
+        .apply_run(source, &events, entries[span - 1].seq)
+        .await
+    {
+        Ok(()) => {
+            metrics::counter!("tally_events_applied_total", "consumer" => consumer.name)
+                .increment(events.len() as u64);
+            (true, span)
+        }
+        Err(e) => {
+            tracing::debug!(
+                consumer = consumer.name, events = events.len(), error = %e,
+                "a run of events failed together; applying them one by one"
+            );
+            (false, span)
         }
     }
 }

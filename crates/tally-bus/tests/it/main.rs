@@ -342,8 +342,9 @@ async fn failing_events_are_retried_dead_lettered_and_redriven_once(backend: Tes
     );
     assert_eq!(
         counter.calls.load(Ordering::SeqCst),
-        2 + 3,
-        "three attempts at the poison event"
+        2 + 2 + 3,
+        "the three tried as one run (the first two called before the run failed), then one by \
+         one: three attempts at the poison event"
     );
 
     assert!(matches!(
@@ -371,6 +372,52 @@ async fn failing_events_are_retried_dead_lettered_and_redriven_once(backend: Tes
     );
 }
 both_backends!(failing_events_are_retried_dead_lettered_and_redriven_once);
+
+async fn a_backlog_applies_in_runs_each_event_once(backend: TestBackend) {
+    let Some(Fixture {
+        _loc,
+        source,
+        sink,
+        counter,
+        consumer,
+    }) = fixture(backend).await
+    else {
+        return;
+    };
+    // 150 events waiting: with runs of 64, three transactions of the sink's.
+    let events: Vec<Envelope> = (1..=150).map(|n| event(n, false)).collect();
+    publish(&source, &events).await;
+    sequence_all(&source).await;
+    let mut commits = sink.subscribe_commits();
+    commits.borrow_and_update();
+    run_until(&source, &consumer, fast(), 150).await;
+    assert_eq!(total(&sink).await, 150);
+    assert_eq!(counter.calls.load(Ordering::SeqCst), 150);
+    let sink_commits = *commits.borrow_and_update();
+    assert!(
+        sink_commits <= 3,
+        "{sink_commits} commits on the sink for 150 events"
+    );
+
+    // Some of them delivered again in a run, one of them twice in it, with a new one: only the
+    // new one applies.
+    let new = event(151, false);
+    let mut again: Vec<&Envelope> = events[100..].iter().collect();
+    again.extend([&events[120], &new]);
+    consumer.apply_run("source", &again, 151).await.unwrap();
+    assert_eq!(total(&sink).await, 151, "only the new event applied");
+    assert_eq!(consumer.position("source").await.unwrap(), 151);
+    assert_eq!(
+        sqlx::query("SELECT COUNT(*) FROM inbox")
+            .fetch_one(sink.reader())
+            .await
+            .unwrap()
+            .try_get::<i64, _>(0)
+            .unwrap(),
+        151
+    );
+}
+both_backends!(a_backlog_applies_in_runs_each_event_once);
 
 async fn a_consumer_resumes_from_its_position_after_a_restart(backend: TestBackend) {
     let Some(Fixture {
