@@ -7,6 +7,7 @@
 //!   (the `sqlite3` program) and PostgreSQL's `COPY` of the same file.
 //! - `payments`: idempotent transfers over HTTP, replays and conflicting keys mixed with new
 //!   ones, against a `tally serve` of this binary: replays against new transfers.
+//! - `route` and `propagation`: latencies at half of the peak rate (see [`latency`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,9 @@ use anyhow::Context as _;
 use sqlx::{Connection as _, Executor as _};
 use tally_db::{Db, DbSettings, Location};
 use tally_kernel::EventMeta;
+
+mod latency;
+pub use latency::{propagation, route};
 
 /// A deterministic stream of pseudo-random numbers (xorshift), so that runs are comparable.
 struct Rng(u64);

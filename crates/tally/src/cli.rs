@@ -151,6 +151,29 @@ pub enum BenchCommand {
         #[arg(long, env = "TALLY_BENCH_POSTGRES_URL")]
         postgres: Option<String>,
     },
+    /// An HTTP route with no database work (GET /health/live): its peak rate, then its latency
+    /// at half of it.
+    Route {
+        /// How long each of the two phases lasts.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// Requests in flight at once while finding the peak.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    /// Consultations closed in care to their bills adjusted in billing: the peak rate of closes,
+    /// then the propagation's latency at half of it, on SQLite and PostgreSQL.
+    Propagation {
+        /// Appointments booked, then closed (a third for the peak, the rest at half of it).
+        #[arg(long, default_value_t = 1_500)]
+        closures: usize,
+        /// Closes in flight at once while finding the peak.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// An admin PostgreSQL URL: measure there too, in a database created and dropped.
+        #[arg(long, env = "TALLY_BENCH_POSTGRES_URL")]
+        postgres: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -424,6 +447,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logs(&log, false);
             let (wallets, concurrency) = (wallets.max(2), concurrency.max(1));
             crate::bench::payments(requests, wallets, concurrency, postgres.as_deref()).await
+        }
+        Command::Bench(BenchCommand::Route {
+            seconds,
+            concurrency,
+        }) => {
+            init_logs(&log, false);
+            crate::bench::route(seconds.max(1), concurrency.max(1)).await
+        }
+        Command::Bench(BenchCommand::Propagation {
+            closures,
+            concurrency,
+            postgres,
+        }) => {
+            init_logs(&log, false);
+            crate::bench::propagation(closures.max(3), concurrency.max(1), postgres.as_deref())
+                .await
         }
         Command::Token(cmd) => {
             init_logs(&log, false);

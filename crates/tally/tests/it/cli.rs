@@ -358,3 +358,64 @@ async fn the_payments_bench_checks_its_answers_and_prints_the_replay_ratio() {
         "{stdout}"
     );
 }
+
+/// `tally bench propagation`, small: it books and closes consultations on a real server of this
+/// binary, checks that every bill was adjusted once to the closed price, each by its own
+/// consultation's event, and prints the propagation's latencies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_propagation_bench_checks_every_bill_and_prints_its_latencies() {
+    let backends = crate::support::backends("cli::the_propagation_bench").await;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tally"));
+    command.args([
+        "bench",
+        "propagation",
+        "--closures",
+        "60",
+        "--concurrency",
+        "4",
+    ]);
+    if backends.contains(&Backend::Postgres) {
+        command
+            .arg("--postgres")
+            .arg(crate::support::postgres_admin_url());
+    }
+    let output = command
+        .output()
+        .expect("failed to run tally bench propagation");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout
+            .matches("every bill adjusted once, to the closed price")
+            .count(),
+        backends.len(),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("(target: p99 under 20000 µs)").count(),
+        backends.len(),
+        "{stdout}"
+    );
+}
+
+/// `tally bench route`, short: it finds the peak rate of a route with no database work on a
+/// real server of this binary, then prints the latency at half of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_route_bench_prints_the_latency_at_half_the_peak() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["bench", "route", "--seconds", "1", "--concurrency", "4"])
+        .output()
+        .expect("failed to run tally bench route");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("  peak: "), "{stdout}");
+    assert!(stdout.contains("(target: p99 under 1000 µs)"), "{stdout}");
+}
