@@ -170,6 +170,9 @@ pub enum BenchCommand {
         /// Closes in flight at once while finding the peak.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Closes a second after the peak, instead of half of the peak.
+        #[arg(long)]
+        rate: Option<u128>,
         /// An admin PostgreSQL URL: measure there too, in a database created and dropped.
         #[arg(long, env = "TALLY_BENCH_POSTGRES_URL")]
         postgres: Option<String>,
@@ -458,11 +461,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Propagation {
             closures,
             concurrency,
+            rate,
             postgres,
         }) => {
             init_logs(&log, false);
-            crate::bench::propagation(closures.max(3), concurrency.max(1), postgres.as_deref())
-                .await
+            let (closures, concurrency) = (closures.max(3), concurrency.max(1));
+            crate::bench::propagation(closures, concurrency, rate, postgres.as_deref()).await
         }
         Command::Token(cmd) => {
             init_logs(&log, false);

@@ -1,7 +1,8 @@
 //! Latency at half of the peak rate, each against a `tally serve` of this binary: first the peak
 //! is found with requests in flight back to back, then requests go out on a fixed schedule at
-//! half of it (an open loop: a slow answer does not hold back the next request, so queueing shows
-//! in the latencies instead of hiding in a slower schedule).
+//! half of it (an open loop: a slow answer does not hold back the next request, and each latency
+//! counts from when its request was due, so queueing shows in the latencies instead of hiding in
+//! a slower schedule).
 //!
 //! - `route`: an HTTP route with no database work (`GET /health/live`).
 //! - `propagation`: a consultation closed in care to its bill adjusted in billing, through the
@@ -64,8 +65,13 @@ where
     Ok(per_second(count as u64, started.elapsed()))
 }
 
+/// Most requests of a paced run in flight at once.
+const MAX_PACED_IN_FLIGHT: usize = 64;
+
 /// Runs `send(i)` for `i` in `range` on a fixed schedule of `rate` a second, each in a task of
-/// its own; the time each took from when it was sent.
+/// its own; the time each took from when it was due. A thread of its own keeps the schedule, to
+/// the tens of microseconds (the runtime's timers tick by the millisecond, which would send the
+/// requests in bursts).
 async fn paced<F, Fut>(
     range: std::ops::Range<usize>,
     rate: u128,
@@ -76,19 +82,37 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let interval_ns = 1_000_000_000 / rate.max(1);
+    let (due_tx, mut due_rx) = tokio::sync::mpsc::unbounded_channel();
+    let clock = std::thread::spawn(move || {
+        let started = Instant::now();
+        for (n, i) in range.enumerate() {
+            let offset = u64::try_from(n as u128 * interval_ns).unwrap_or(u64::MAX);
+            let due = started + Duration::from_nanos(offset);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if due_tx.send((i, due)).is_err() {
+                return;
+            }
+        }
+    });
     let send = Arc::new(send);
-    let started = tokio::time::Instant::now();
+    // At most this many in flight (so at most this many connections, as a load generator with
+    // a fixed set of connections has): a request due while all are busy waits for one, and the
+    // wait counts in its latency.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_PACED_IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();
-    for (n, i) in range.enumerate() {
-        let due = Duration::from_nanos(u64::try_from(n as u128 * interval_ns).unwrap_or(u64::MAX));
-        tokio::time::sleep_until(started + due).await;
-        let work = send(i);
+    while let Some((i, due)) = due_rx.recv().await {
+        let (send, in_flight) = (send.clone(), in_flight.clone());
         tasks.spawn(async move {
-            let sent = Instant::now();
-            work.await?;
-            anyhow::Ok(sent.elapsed())
+            let _permit = in_flight.acquire_owned().await?;
+            send(i).await?;
+            anyhow::Ok(due.elapsed())
         });
     }
+    clock
+        .join()
+        .map_err(|_| anyhow::anyhow!("the schedule's thread panicked"))?;
     let mut times = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         times.push(joined??);
@@ -96,48 +120,106 @@ where
     Ok(times)
 }
 
+/// `GET url` as a request of the route bench: answered with a success, read to its end.
+fn getter(
+    client: reqwest::Client,
+    url: String,
+) -> impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    let url = Arc::new(url);
+    move |_: usize| {
+        let (client, url) = (client.clone(), url.clone());
+        Box::pin(async move {
+            let response = client.get(url.as_str()).send().await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "GET {url}: {}",
+                response.status()
+            );
+            response.bytes().await?;
+            anyhow::Ok(())
+        })
+    }
+}
+
+/// A bare axum server answering `GET /health/live` as Tally does, with no middleware, on a
+/// runtime of its own with as many workers as `tally serve` has (one per core): what this
+/// machine and this client allow a route at best. Its base URL; dropping the sender stops it.
+fn bare_server() -> anyhow::Result<(String, tokio::sync::oneshot::Sender<()>)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    std::thread::spawn(move || {
+        runtime.block_on(async move {
+            let app = axum::Router::new().route(
+                "/health/live",
+                axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+            );
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                return;
+            };
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+    });
+    Ok((base, stop))
+}
+
 /// `GET /health/live`, a route with no database work: its peak rate with `in_flight` requests
-/// back to back for `seconds`, then its latency at half of that rate for as long.
+/// back to back for `seconds`, then its latency at half of that rate for as long; and the same
+/// against a bare axum server of the same route, the floor this machine and client set.
 pub async fn route(seconds: u64, in_flight: usize) -> anyhow::Result<()> {
     let dir = temp_dir("route")?;
+    let window = Duration::from_secs(seconds.max(1));
     let result = async {
-        let server = Arc::new(BenchServer::start(&dir, None).await?);
-        let url = Arc::new(format!("{}/health/live", server.base));
-        let get = {
-            let (server, url) = (server.clone(), url.clone());
-            move |_: usize| {
-                let (server, url) = (server.clone(), url.clone());
-                async move {
-                    let response = server.client.get(url.as_str()).send().await?;
-                    anyhow::ensure!(
-                        response.status().is_success(),
-                        "GET /health/live: {}",
-                        response.status()
-                    );
-                    response.bytes().await?;
-                    anyhow::Ok(())
-                }
-            }
-        };
-        // A short warm-up opens the connections.
+        let server = BenchServer::start(&dir, None).await?;
+        let get = getter(
+            server.client.clone(),
+            format!("{}/health/live", server.base),
+        );
+        // A short warm-up opens the connections; a probe sizes the peak's run to the window.
         peak(0..200, in_flight, get.clone()).await?;
-        let window = Duration::from_secs(seconds.max(1));
         let probe = peak(0..2_000, in_flight, get.clone()).await?;
         let count = usize::try_from(probe * window.as_millis() / 1_000).unwrap_or(usize::MAX);
         let top = peak(0..count.max(1), in_flight, get.clone()).await?;
         let half = (top / 2).max(1);
         let sent = usize::try_from(half * window.as_millis() / 1_000).unwrap_or(usize::MAX);
         let mut times = paced(0..sent.max(1), half, get).await?;
+        server.stop().await;
+
+        let (base, stop) = bare_server()?;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?;
+        let bare = getter(client, format!("{base}/health/live"));
+        let bare_times = async {
+            peak(0..200, in_flight, bare.clone()).await?;
+            paced(0..sent.max(1), half, bare).await
+        }
+        .await;
+        drop(stop);
+        let mut bare_times = bare_times?;
         println!("GET /health/live (no database work), client and server on this machine:");
-        println!("  peak: {top} requests/s with {in_flight} in flight");
+        println!("  tally serve: peak {top} requests/s with {in_flight} in flight");
         println!(
             "  at half of it, {half} requests/s for {} s: {} (target: p99 under 1000 µs)",
             window.as_secs(),
             spread(&mut times)
         );
-        if let Ok(server) = Arc::try_unwrap(server) {
-            server.stop().await;
-        }
+        println!(
+            "  a bare axum server of the route at the same rate: {}",
+            spread(&mut bare_times)
+        );
         anyhow::Ok(())
     }
     .await;
@@ -166,19 +248,22 @@ fn slot(i: usize) -> (String, String, String) {
 /// half of it. Each propagation is read from the two events' times: `consultation.closed`
 /// written in care's transaction, `bill.adjusted` written in billing's, the second naming the
 /// first as its cause. Every bill must end adjusted once, to the closed price.
+/// `rate`, when given, replaces half of the peak as the paced part's rate.
 pub async fn propagation(
     closures: usize,
     in_flight: usize,
+    rate: Option<u128>,
     postgres: Option<&str>,
 ) -> anyhow::Result<()> {
     println!("consultation closed to bill adjusted (event propagation), {closures} consultations");
     let dir = temp_dir("propagation")?;
     let result = async {
-        propagation_on(&dir.join("sqlite"), None, "SQLite", closures, in_flight).await?;
+        let sqlite = dir.join("sqlite");
+        propagation_on(&sqlite, None, "SQLite", closures, in_flight, rate).await?;
         if let Some(admin) = postgres {
             let (url, drop) = fresh_postgres(admin).await?;
             let pg = dir.join("postgres");
-            let run = propagation_on(&pg, Some(&url), "PostgreSQL", closures, in_flight);
+            let run = propagation_on(&pg, Some(&url), "PostgreSQL", closures, in_flight, rate);
             let result = run.await;
             drop.await;
             result?;
@@ -224,6 +309,7 @@ async fn propagation_on(
     label: &str,
     closures: usize,
     in_flight: usize,
+    rate: Option<u128>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let server = Arc::new(BenchServer::start(dir, database_url).await?);
@@ -331,7 +417,11 @@ async fn propagation_on(
     // The paced part starts once billing has caught up with the peak's closes.
     until_events(&billing, tally_billing::domain::BILL_ADJUSTED, third).await?;
     let half = (top / 2).max(1);
-    paced(third..count, half, close).await?;
+    let (paced_rate, what) = match rate {
+        Some(rate) => (rate.max(1), "at the rate asked for"),
+        None => (half, "at half of it"),
+    };
+    paced(third..count, paced_rate, close).await?;
     let adjusted = until_events(&billing, tally_billing::domain::BILL_ADJUSTED, count).await?;
 
     // Every bill adjusted once, to the closed price, each caused by its consultation's close.
@@ -381,7 +471,8 @@ async fn propagation_on(
         .collect();
     println!("  {label}: peak {top} closes/s with {in_flight} in flight");
     println!(
-        "    at half of it, {half} closes/s ({} consultations): {} (target: p99 under 20000 µs)",
+        "    {what}, {paced_rate} closes/s ({} consultations): {} (target at half of the peak: \
+         p99 under 20000 µs)",
         count - third,
         spread(&mut all)
     );

@@ -396,14 +396,17 @@ async fn the_propagation_bench_checks_every_bill_and_prints_its_latencies() {
         "{stdout}"
     );
     assert_eq!(
-        stdout.matches("(target: p99 under 20000 µs)").count(),
+        stdout
+            .matches("(target at half of the peak: p99 under 20000 µs)")
+            .count(),
         backends.len(),
         "{stdout}"
     );
 }
 
 /// `tally bench route`, short: it finds the peak rate of a route with no database work on a
-/// real server of this binary, then prints the latency at half of it.
+/// real server of this binary, then prints the latency at half of it, and a bare server's at
+/// the same rate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_route_bench_prints_the_latency_at_half_the_peak() {
     let output = Command::new(env!("CARGO_BIN_EXE_tally"))
@@ -416,6 +419,10 @@ async fn the_route_bench_prints_the_latency_at_half_the_peak() {
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("  peak: "), "{stdout}");
+    assert!(stdout.contains("  tally serve: peak "), "{stdout}");
+    assert!(
+        stdout.contains("  a bare axum server of the route at the same rate: p50 "),
+        "{stdout}"
+    );
     assert!(stdout.contains("(target: p99 under 1000 µs)"), "{stdout}");
 }
