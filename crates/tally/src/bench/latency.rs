@@ -437,7 +437,17 @@ async fn propagation_on(
         closed.len(),
         adjusted.len()
     );
-    let mut propagated: Vec<(chrono::DateTime<chrono::Utc>, Duration)> = Vec::new();
+    // When billing's consumer took each event in (its inbox row): the part of the propagation
+    // spent reaching billing, the rest spent applying it.
+    let taken_in: HashMap<String, String> =
+        sqlx::query("SELECT event_id, applied_at FROM inbox WHERE consumer = $1")
+            .bind(tally_billing::consumers::BILLS_CONSUMER)
+            .fetch_all(billing.reader())
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+    let mut propagated: Vec<(chrono::DateTime<chrono::Utc>, Duration, Duration)> = Vec::new();
     let mut appointments_adjusted = std::collections::HashSet::new();
     for event in &adjusted {
         let cause = closed
@@ -453,21 +463,27 @@ async fn propagation_on(
         let took = (event.occurred_at - cause.occurred_at)
             .to_std()
             .unwrap_or_default();
-        propagated.push((cause.occurred_at, took));
+        let reached = taken_in
+            .get(&cause.id.to_string())
+            .and_then(|at| tally_kernel::time::from_db(at).ok())
+            .and_then(|at| (at - cause.occurred_at).to_std().ok())
+            .unwrap_or_default();
+        propagated.push((cause.occurred_at, took, reached));
     }
     anyhow::ensure!(
         appointments_adjusted.len() == count,
         "{} distinct bills adjusted, not {count}",
         appointments_adjusted.len()
     );
-    propagated.sort_unstable_by_key(|(at, _)| *at);
+    propagated.sort_unstable_by_key(|(at, _, _)| *at);
     let paced_part = &propagated[third..];
     let thirds = paced_part.len() / 3;
-    let mut all: Vec<Duration> = paced_part.iter().map(|(_, t)| *t).collect();
-    let mut early: Vec<Duration> = paced_part[..thirds].iter().map(|(_, t)| *t).collect();
+    let mut all: Vec<Duration> = paced_part.iter().map(|(_, t, _)| *t).collect();
+    let mut reaching: Vec<Duration> = paced_part.iter().map(|(_, _, r)| *r).collect();
+    let mut early: Vec<Duration> = paced_part[..thirds].iter().map(|(_, t, _)| *t).collect();
     let mut late: Vec<Duration> = paced_part[paced_part.len() - thirds..]
         .iter()
-        .map(|(_, t)| *t)
+        .map(|(_, t, _)| *t)
         .collect();
     println!("  {label}: peak {top} closes/s with {in_flight} in flight");
     println!(
@@ -475,6 +491,10 @@ async fn propagation_on(
          p99 under 20000 µs)",
         count - third,
         spread(&mut all)
+    );
+    println!(
+        "    of which reaching billing's consumer (its inbox row): {}",
+        spread(&mut reaching)
     );
     println!(
         "    first third {}; last third {} (a growing backlog would show as a later p99)",
