@@ -131,8 +131,8 @@ pub struct OrderView {
     total: AmountOutput,
     #[schema(example = "USD")]
     currency: String,
-    /// `pending` (its money not moved yet: a BUY's hold placed and captured, a SELL's proceeds
-    /// credited), `executed` (the money moved, the units changed hands) or `rejected` (nothing
+    /// `pending` (waiting for its money to move: a BUY's hold to be placed and captured, a
+    /// SELL's proceeds to be credited), `executed` (the money moved, the units changed hands) or `rejected` (nothing
     /// changed hands).
     status: String,
     /// Why a rejected order was rejected.

@@ -1,8 +1,8 @@
 //! Trading's tables: requests with their replies, users (from wallets' events), orders, trades
 //! and holdings. Every change and the events it causes commit in one transaction.
 //!
-//! An order executes only once its money has moved, so no trade is ever left unpaid or unpaid
-//! out: a BUY's hold is placed and then captured before the units join the holdings; a SELL's
+//! An order executes only once its money has moved, so no units change hands without their
+//! money: a BUY's hold is placed and then captured before the units join the holdings; a SELL's
 //! units are set aside at once (no other SELL can take them) and the trade is written when the
 //! wallets service has credited the proceeds. A refused capture or credit rejects the order, and
 //! a SELL's units go back to the holdings.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use futures_util::future::BoxFuture;
 use sqlx::Row as _;
 use tally_db::{Db, DbSettings, Location};
 use tally_kernel::Envelope;
@@ -124,11 +125,7 @@ where
 fn getter(
     client: reqwest::Client,
     url: String,
-) -> impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>
-       + Clone
-       + Send
-       + Sync
-       + 'static {
+) -> impl Fn(usize) -> BoxFuture<'static, anyhow::Result<()>> + Clone + Send + Sync + 'static {
     let url = Arc::new(url);
     move |_: usize| {
         let (client, url) = (client.clone(), url.clone());
