@@ -8,6 +8,8 @@
 //! - `payments`: idempotent transfers over HTTP, replays and conflicting keys mixed with new
 //!   ones, against a `tally serve` of this binary: replays against new transfers.
 //! - `route` and `propagation`: latencies at half of the peak rate (see [`latency`]).
+//! - `transfers`: wallet transfers over HTTP against `pgbench` and raw SQLite (see
+//!   [`transfers`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,9 @@ use tally_db::{Db, DbSettings, Location};
 use tally_kernel::EventMeta;
 
 mod latency;
+mod transfers;
 pub use latency::{propagation, route};
+pub use transfers::transfers;
 
 /// A deterministic stream of pseudo-random numbers (xorshift), so that runs are comparable.
 struct Rng(u64);

@@ -151,6 +151,21 @@ pub enum BenchCommand {
         #[arg(long, env = "TALLY_BENCH_POSTGRES_URL")]
         postgres: Option<String>,
     },
+    /// Wallet transfers over HTTP, wallets picked uniformly and skewed, against pgbench's TPC-B on
+    /// the same PostgreSQL and raw SQLite transactions.
+    Transfers {
+        #[arg(long, default_value_t = 10_000)]
+        wallets: usize,
+        /// How long each run lasts (each way of picking wallets, and the baseline).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Transfers in flight at once (and pgbench's clients).
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// An admin PostgreSQL URL: measure there too, in a database created and dropped.
+        #[arg(long, env = "TALLY_BENCH_POSTGRES_URL")]
+        postgres: Option<String>,
+    },
     /// An HTTP route with no database work (GET /health/live): its peak rate, then its latency
     /// at half of it.
     Route {
@@ -450,6 +465,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logs(&log, false);
             let (wallets, concurrency) = (wallets.max(2), concurrency.max(1));
             crate::bench::payments(requests, wallets, concurrency, postgres.as_deref()).await
+        }
+        Command::Bench(BenchCommand::Transfers {
+            wallets,
+            seconds,
+            concurrency,
+            postgres,
+        }) => {
+            init_logs(&log, false);
+            let (wallets, concurrency) = (wallets.max(2), concurrency.max(1));
+            crate::bench::transfers(wallets, seconds.max(1), concurrency, postgres.as_deref()).await
         }
         Command::Bench(BenchCommand::Route {
             seconds,

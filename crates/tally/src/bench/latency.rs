@@ -33,7 +33,7 @@ fn spread(times: &mut [Duration]) -> String {
 }
 
 /// Runs `send(i)` for `i` in `range`, `in_flight` at a time back to back; the rate per second.
-async fn peak<F, Fut>(
+pub(super) async fn peak<F, Fut>(
     range: std::ops::Range<usize>,
     in_flight: usize,
     send: F,

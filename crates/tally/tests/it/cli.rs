@@ -426,3 +426,48 @@ async fn the_route_bench_prints_the_latency_at_half_the_peak() {
     );
     assert!(stdout.contains("(target: p99 under 1000 µs)"), "{stdout}");
 }
+
+/// `tally bench transfers`, small: transfers over HTTP on a real server of this binary, against
+/// raw SQLite transactions and `pgbench` on PostgreSQL; it checks that the ledger balances and
+/// holds each answered transfer once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transfers_bench_checks_the_ledger_and_prints_ratios_to_its_baselines() {
+    let backends = crate::support::backends("cli::the_transfers_bench").await;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tally"));
+    command.args([
+        "bench",
+        "transfers",
+        "--wallets",
+        "20",
+        "--seconds",
+        "1",
+        "--concurrency",
+        "4",
+    ]);
+    if backends.contains(&Backend::Postgres) {
+        command
+            .arg("--postgres")
+            .arg(crate::support::postgres_admin_url());
+    }
+    let output = command
+        .output()
+        .expect("failed to run tally bench transfers");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout
+            .matches("the ledger balances and holds each answered transfer once")
+            .count(),
+        backends.len(),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches(" of the baseline (target 1.00x").count(),
+        2 * backends.len(),
+        "{stdout}"
+    );
+}
