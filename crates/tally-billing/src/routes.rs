@@ -346,10 +346,7 @@ pub(crate) async fn pay(
 ) -> Response {
     let mut f = FieldErrors::default();
     let decimal = f.take(body.amount.positive_decimal("amount"));
-    let currency = match body.currency.as_deref() {
-        None => Some(None),
-        Some(code) => f.check("currency", Currency::parse(code)).map(Some),
-    };
+    let currency = f.currency(body.currency.as_deref());
     let means = match (body.method.as_str(), &body.card, body.wallet_id) {
         ("cash", None, None) => Some(PaymentMeans::Cash),
         ("card", Some(card), None) => f
@@ -469,10 +466,7 @@ pub(crate) async fn refund(
         None => Some(None),
         Some(amount) => f.take(amount.positive_decimal("amount")).map(Some),
     };
-    let currency = match body.currency.as_deref() {
-        None => Some(None),
-        Some(code) => f.check("currency", Currency::parse(code)).map(Some),
-    };
+    let currency = f.currency(body.currency.as_deref());
     let to = match (body.method.as_str(), body.wallet_id) {
         ("cash", None) => Some(RefundTo::Cash),
         ("wallet", Some(wallet)) => Some(RefundTo::Wallet(wallet)),

@@ -37,6 +37,17 @@ impl FieldErrors {
         result.map_err(|e| self.push(field, e.to_string())).ok()
     }
 
+    /// An optional ISO 4217 code in the field `currency`: `Some(None)` when left out, `None`
+    /// after recording why it was refused.
+    pub fn currency(&mut self, raw: Option<&str>) -> Option<Option<tally_kernel::Currency>> {
+        match raw {
+            None => Some(None),
+            Some(code) => self
+                .check("currency", tally_kernel::Currency::parse(code))
+                .map(Some),
+        }
+    }
+
     /// The parsed value when every field was fine, else the 422 naming each bad field.
     pub fn finish<T>(self, value: Option<T>) -> Result<T, Problem> {
         match value {

@@ -102,21 +102,6 @@ fn scope(route: &str) -> String {
 
 type Fields = FieldErrors;
 
-/// The wallets' own field parser, on top of the shared collector.
-trait CurrencyField {
-    /// An optional ISO 4217 code: `Some(None)` when left out, `None` when refused.
-    fn currency(&mut self, raw: Option<&str>) -> Option<Option<Currency>>;
-}
-
-impl CurrencyField for FieldErrors {
-    fn currency(&mut self, raw: Option<&str>) -> Option<Option<Currency>> {
-        match raw {
-            None => Some(None),
-            Some(code) => self.check("currency", Currency::parse(code)).map(Some),
-        }
-    }
-}
-
 // ---- Response bodies -------------------------------------------------------------------------
 
 #[derive(Debug, Serialize, ToSchema)]
