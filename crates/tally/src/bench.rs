@@ -567,6 +567,25 @@ impl BenchServer {
         })
     }
 
+    /// A client with a wallet holding 1,000.00, made over the API as a client would (its
+    /// requests keyed by `w`): the wallet's id.
+    async fn funded_wallet(&self, w: usize) -> anyhow::Result<i64> {
+        let client = format!(r#"{{"name":"Bench {w}","login":"bench-{w}"}}"#);
+        let (status, body) = self
+            .post("/clients", &format!("client-{w}"), client)
+            .await?;
+        anyhow::ensure!(status == 201, "POST /clients: {status} {body}");
+        let id = serde_json::from_str::<serde_json::Value>(&body)?["walletId"]
+            .as_i64()
+            .context("POST /clients answered no walletId")?;
+        let deposit = format!(r#"{{"walletId":{id},"amount":"1000.00"}}"#);
+        let (status, body) = self
+            .post("/resupplies", &format!("deposit-{w}"), deposit)
+            .await?;
+        anyhow::ensure!(status == 200, "POST /resupplies: {status} {body}");
+        Ok(id)
+    }
+
     /// Sends a POST; the status and body.
     async fn post(&self, path: &str, key: &str, body: String) -> anyhow::Result<(u16, String)> {
         let response = self
@@ -614,22 +633,33 @@ pub async fn payments(
         "idempotent transfers over HTTP: {requests} requests (80% new keys, 19% replays, 1% \
          conflicting), {wallets} wallets, {concurrency} at once"
     );
-    let dir = temp_dir("payments")?;
+    on_each_backend("payments", postgres, async |dir, url, label| {
+        payments_on(dir, url, label, requests, wallets, concurrency).await
+    })
+    .await
+}
+
+/// Runs `run` (its folder, its database URL, the backend's name) in a fresh folder on SQLite,
+/// then, given an admin URL, on a PostgreSQL database created there for it and dropped after.
+/// The temporary folder is removed whatever happens.
+async fn on_each_backend(
+    name: &str,
+    postgres: Option<&str>,
+    run: impl AsyncFn(&Path, Option<&str>, &'static str) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let dir = temp_dir(name)?;
     let result = async {
         let sqlite = dir.join("sqlite");
-        payments_on(&sqlite, None, "SQLite", requests, wallets, concurrency).await?;
+        std::fs::create_dir_all(&sqlite)?;
+        run(&sqlite, None, "SQLite").await?;
         if let Some(admin) = postgres {
             let (url, drop) = fresh_postgres(admin).await?;
             let pg = dir.join("postgres");
-            let run = payments_on(
-                &pg,
-                Some(&url),
-                "PostgreSQL",
-                requests,
-                wallets,
-                concurrency,
-            );
-            let result = run.await;
+            let result = async {
+                std::fs::create_dir_all(&pg)?;
+                run(&pg, Some(&url), "PostgreSQL").await
+            }
+            .await;
             drop.await;
             result?;
         }
@@ -674,24 +704,10 @@ async fn payments_on(
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, OnceLock};
 
-    std::fs::create_dir_all(dir)?;
     let server = Arc::new(BenchServer::start(dir, database_url).await?);
     let mut ids = Vec::with_capacity(wallets);
     for w in 0..wallets {
-        let client = format!(r#"{{"name":"Bench {w}","login":"bench-{w}"}}"#);
-        let (status, body) = server
-            .post("/clients", &format!("client-{w}"), client)
-            .await?;
-        anyhow::ensure!(status == 201, "POST /clients: {status} {body}");
-        let id = serde_json::from_str::<serde_json::Value>(&body)?["walletId"]
-            .as_i64()
-            .context("POST /clients answered no walletId")?;
-        let deposit = format!(r#"{{"walletId":{id},"amount":"1000.00"}}"#);
-        let (status, body) = server
-            .post("/resupplies", &format!("deposit-{w}"), deposit)
-            .await?;
-        anyhow::ensure!(status == 200, "POST /resupplies: {status} {body}");
-        ids.push(id);
+        ids.push(server.funded_wallet(w).await?);
     }
     let transfers_before = balanced_transfer_count(&server).await?;
 

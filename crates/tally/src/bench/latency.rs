@@ -19,7 +19,7 @@ use sqlx::Row as _;
 use tally_db::{Db, DbSettings, Location};
 use tally_kernel::Envelope;
 
-use super::{fresh_postgres, per_second, percentile_us, temp_dir, BenchServer};
+use super::{on_each_backend, per_second, percentile_us, temp_dir, BenchServer};
 
 /// How a latency distribution is printed: p50, p99 and the largest, in microseconds.
 fn spread(times: &mut [Duration]) -> String {
@@ -253,23 +253,10 @@ pub async fn propagation(
     postgres: Option<&str>,
 ) -> anyhow::Result<()> {
     println!("consultation closed to bill adjusted (event propagation), {closures} consultations");
-    let dir = temp_dir("propagation")?;
-    let result = async {
-        let sqlite = dir.join("sqlite");
-        propagation_on(&sqlite, None, "SQLite", closures, in_flight, rate).await?;
-        if let Some(admin) = postgres {
-            let (url, drop) = fresh_postgres(admin).await?;
-            let pg = dir.join("postgres");
-            let run = propagation_on(&pg, Some(&url), "PostgreSQL", closures, in_flight, rate);
-            let result = run.await;
-            drop.await;
-            result?;
-        }
-        anyhow::Ok(())
-    }
-    .await;
-    std::fs::remove_dir_all(&dir).ok();
-    result
+    on_each_backend("propagation", postgres, async |dir, url, label| {
+        propagation_on(dir, url, label, closures, in_flight, rate).await
+    })
+    .await
 }
 
 /// The events of `topic` in a service's log.
@@ -308,7 +295,6 @@ async fn propagation_on(
     in_flight: usize,
     rate: Option<u128>,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
     let server = Arc::new(BenchServer::start(dir, database_url).await?);
     let location = match database_url {
         Some(url) => Location::Postgres(url.to_owned()),

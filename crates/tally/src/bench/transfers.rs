@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use sqlx::{ConnectOptions as _, Connection as _};
 
-use super::{fresh_postgres, per_second, percentile_us, ratio, temp_dir, BenchServer, Rng};
+use super::{on_each_backend, per_second, percentile_us, ratio, BenchServer, Rng};
 
 /// How the two wallets of a transfer are picked.
 #[derive(Clone, Copy)]
@@ -92,48 +92,18 @@ pub async fn transfers(
     println!(
         "wallet transfers over HTTP, {wallets} wallets, {in_flight} in flight, {seconds} s a run"
     );
-    let dir = temp_dir("transfers")?;
     let window = Duration::from_secs(seconds.max(1));
-    let result = async {
-        let sqlite = dir.join("sqlite");
-        std::fs::create_dir_all(&sqlite)?;
-        let baseline = raw_sqlite(&sqlite.join("raw.db"), wallets, window).await?;
-        transfers_on(
-            &sqlite,
-            None,
-            "SQLite",
-            wallets,
-            window,
-            in_flight,
-            (baseline, "raw SQLite transactions"),
-        )
-        .await?;
-        if let Some(admin) = postgres {
-            let (url, drop) = fresh_postgres(admin).await?;
-            let pg = dir.join("postgres");
-            let run = async {
-                std::fs::create_dir_all(&pg)?;
-                let baseline = pgbench(&url, window, in_flight).await?;
-                transfers_on(
-                    &pg,
-                    Some(&url),
-                    "PostgreSQL",
-                    wallets,
-                    window,
-                    in_flight,
-                    (baseline, "pgbench TPC-B"),
-                )
-                .await
-            };
-            let result = run.await;
-            drop.await;
-            result?;
-        }
-        anyhow::Ok(())
-    }
-    .await;
-    std::fs::remove_dir_all(&dir).ok();
-    result
+    on_each_backend("transfers", postgres, async |dir, url, label| {
+        let baseline = match url {
+            None => (
+                raw_sqlite(&dir.join("raw.db"), wallets, window).await?,
+                "raw SQLite transactions",
+            ),
+            Some(url) => (pgbench(url, window, in_flight).await?, "pgbench TPC-B"),
+        };
+        transfers_on(dir, url, label, wallets, window, in_flight, baseline).await
+    })
+    .await
 }
 
 /// The baseline's transactions a second, and what it was.
@@ -157,19 +127,7 @@ async fn transfers_on(
         super::latency::peak(0..count, in_flight, move |w| {
             let (server, ids) = (server.clone(), ids.clone());
             async move {
-                let client = format!(r#"{{"name":"Bench {w}","login":"bench-{w}"}}"#);
-                let (status, body) = server
-                    .post("/clients", &format!("client-{w}"), client)
-                    .await?;
-                anyhow::ensure!(status == 201, "POST /clients: {status} {body}");
-                let id = serde_json::from_str::<serde_json::Value>(&body)?["walletId"]
-                    .as_i64()
-                    .context("POST /clients answered no walletId")?;
-                let deposit = format!(r#"{{"walletId":{id},"amount":"1000.00"}}"#);
-                let (status, body) = server
-                    .post("/resupplies", &format!("deposit-{w}"), deposit)
-                    .await?;
-                anyhow::ensure!(status == 200, "POST /resupplies: {status} {body}");
+                let id = server.funded_wallet(w).await?;
                 if let Ok(mut ids) = ids.lock() {
                     ids[w] = id;
                 }

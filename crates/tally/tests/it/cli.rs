@@ -316,36 +316,43 @@ async fn dead_letters_from_the_command_line(backend: Backend) {
 }
 on_both_backends!(dead_letters_from_the_command_line: dead_letters_sqlite, dead_letters_postgres);
 
+/// The output of `tally bench ARGS`, which must succeed; with `--postgres` when `backends` has
+/// PostgreSQL.
+fn bench(args: &[&str], backends: &[Backend]) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tally"));
+    command.arg("bench").args(args);
+    if backends.contains(&Backend::Postgres) {
+        command
+            .arg("--postgres")
+            .arg(crate::support::postgres_admin_url());
+    }
+    let output = command.output().expect("failed to run tally bench");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// `tally bench payments`, small: it runs a real server of this binary, checks every answer
 /// (a replay gets the first answer back, a conflicting key is refused) and that the ledger
 /// holds each new transfer once, and exits non-zero if any of that fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_payments_bench_checks_its_answers_and_prints_the_replay_ratio() {
     let backends = crate::support::backends("cli::the_payments_bench").await;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tally"));
-    command.args([
-        "bench",
-        "payments",
-        "--requests",
-        "400",
-        "--wallets",
-        "5",
-        "--concurrency",
-        "4",
-    ]);
-    if backends.contains(&Backend::Postgres) {
-        command
-            .arg("--postgres")
-            .arg(crate::support::postgres_admin_url());
-    }
-    let output = command
-        .output()
-        .expect("failed to run tally bench payments");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = bench(
+        &[
+            "payments",
+            "--requests",
+            "400",
+            "--wallets",
+            "5",
+            "--concurrency",
+            "4",
+        ],
+        &backends,
     );
     let runs = stdout
         .lines()
@@ -365,28 +372,9 @@ async fn the_payments_bench_checks_its_answers_and_prints_the_replay_ratio() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_propagation_bench_checks_every_bill_and_prints_its_latencies() {
     let backends = crate::support::backends("cli::the_propagation_bench").await;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tally"));
-    command.args([
-        "bench",
-        "propagation",
-        "--closures",
-        "60",
-        "--concurrency",
-        "4",
-    ]);
-    if backends.contains(&Backend::Postgres) {
-        command
-            .arg("--postgres")
-            .arg(crate::support::postgres_admin_url());
-    }
-    let output = command
-        .output()
-        .expect("failed to run tally bench propagation");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = bench(
+        &["propagation", "--closures", "60", "--concurrency", "4"],
+        &backends,
     );
     assert_eq!(
         stdout
@@ -409,16 +397,7 @@ async fn the_propagation_bench_checks_every_bill_and_prints_its_latencies() {
 /// the same rate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_route_bench_prints_the_latency_at_half_the_peak() {
-    let output = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["bench", "route", "--seconds", "1", "--concurrency", "4"])
-        .output()
-        .expect("failed to run tally bench route");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = bench(&["route", "--seconds", "1", "--concurrency", "4"], &[]);
     assert!(stdout.contains("  tally serve: peak "), "{stdout}");
     assert!(
         stdout.contains("  a bare axum server of the route at the same rate: p50 "),
@@ -433,30 +412,17 @@ async fn the_route_bench_prints_the_latency_at_half_the_peak() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_transfers_bench_checks_the_ledger_and_prints_ratios_to_its_baselines() {
     let backends = crate::support::backends("cli::the_transfers_bench").await;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tally"));
-    command.args([
-        "bench",
-        "transfers",
-        "--wallets",
-        "20",
-        "--seconds",
-        "1",
-        "--concurrency",
-        "4",
-    ]);
-    if backends.contains(&Backend::Postgres) {
-        command
-            .arg("--postgres")
-            .arg(crate::support::postgres_admin_url());
-    }
-    let output = command
-        .output()
-        .expect("failed to run tally bench transfers");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = bench(
+        &[
+            "transfers",
+            "--wallets",
+            "20",
+            "--seconds",
+            "1",
+            "--concurrency",
+            "4",
+        ],
+        &backends,
     );
     assert_eq!(
         stdout
