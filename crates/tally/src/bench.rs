@@ -510,8 +510,9 @@ impl BenchServer {
     async fn start(dir: &Path, database_url: Option<&str>) -> anyhow::Result<BenchServer> {
         use tokio::io::AsyncBufReadExt as _;
         let mut command = tokio::process::Command::new(std::env::current_exe()?);
+        // The server's settings are the bench's own, but for the size of its pools.
         for (name, _) in std::env::vars() {
-            if name.starts_with("TALLY_") {
+            if name.starts_with("TALLY_") && name != "TALLY_DB_MAX_CONNECTIONS" {
                 command.env_remove(name);
             }
         }

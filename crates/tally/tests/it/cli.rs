@@ -317,10 +317,14 @@ async fn dead_letters_from_the_command_line(backend: Backend) {
 on_both_backends!(dead_letters_from_the_command_line: dead_letters_sqlite, dead_letters_postgres);
 
 /// The output of `tally bench ARGS`, which must succeed; with `--postgres` when `backends` has
-/// PostgreSQL.
+/// PostgreSQL. The servers it starts keep 2 connections per service, so that the benches leave
+/// room on the shared PostgreSQL for the tests running beside them.
 fn bench(args: &[&str], backends: &[Backend]) -> String {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tally"));
-    command.arg("bench").args(args);
+    command
+        .arg("bench")
+        .args(args)
+        .env("TALLY_DB_MAX_CONNECTIONS", "2");
     if backends.contains(&Backend::Postgres) {
         command
             .arg("--postgres")
