@@ -17,10 +17,12 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Connection as _, Executor as _, Transaction};
 
 pub mod error;
+pub mod group;
 pub mod idempotency;
 pub mod testing;
 
 pub use error::{classify, DbErrorKind};
+pub use group::SharedWork;
 
 /// A write transaction on a service's database.
 pub type WriteTx = Transaction<'static, Any>;
@@ -123,7 +125,9 @@ struct Inner {
     postgres: Option<sqlx::PgPool>,
     /// Bumped after every commit made through [`Db::commit`]; in-process log readers wait on it
     /// instead of polling.
-    commits: tokio::sync::watch::Sender<u64>,
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
+    /// SQLite only: the queue of [`Db::write_shared`], started on first use.
+    batcher: std::sync::OnceLock<group::Batcher>,
 }
 
 impl Db {
@@ -172,7 +176,7 @@ impl Db {
         reader: AnyPool,
         postgres: Option<sqlx::PgPool>,
     ) -> Db {
-        let (commits, _) = tokio::sync::watch::channel(0);
+        let commits = Arc::new(tokio::sync::watch::channel(0).0);
         Db {
             inner: Arc::new(Inner {
                 service,
@@ -181,6 +185,7 @@ impl Db {
                 reader,
                 postgres,
                 commits,
+                batcher: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -232,6 +237,35 @@ impl Db {
         tx.commit().await?;
         self.signal_commit();
         Ok(())
+    }
+
+    /// Runs `work` in a write transaction and commits it; returns its value once committed.
+    /// On SQLite the transaction is shared with the work of other callers waiting at the same
+    /// time, each in a savepoint of its own, and committed once for all (group commit, see
+    /// [`group`]). On PostgreSQL, whose writers run side by side, it has the transaction alone,
+    /// in the same savepoint. `work` must not commit or roll back, but may roll back its own
+    /// writes with [`group::roll_back_piece`]; it may run more than once.
+    pub async fn write_shared<T: Send + 'static>(
+        &self,
+        work: SharedWork<T>,
+    ) -> Result<T, sqlx::Error> {
+        match self.backend() {
+            Backend::Sqlite => {
+                let batcher = self.inner.batcher.get_or_init(|| {
+                    group::Batcher::start(self.inner.writer.clone(), self.inner.commits.clone())
+                });
+                batcher.write(work).await
+            }
+            Backend::Postgres => {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(group::PIECE_SAVEPOINT)
+                    .execute(&mut *tx)
+                    .await?;
+                let value = work(&mut tx).await?;
+                self.commit(tx).await?;
+                Ok(value)
+            }
+        }
     }
 
     /// Wakes the readers of this service's log (after a commit made some other way).

@@ -6,6 +6,8 @@
 //! record, or fail on its primary key and replay it once it commits. Refusals decided by the
 //! service (insufficient funds) are stored and replayed too; malformed requests never reach here.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -14,7 +16,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tally_db::idempotency::{self, Lookup, StoredResponse};
-use tally_db::{classify, Db, DbErrorKind, WriteTx};
+use tally_db::{classify, group, Backend, Db, DbErrorKind, WriteTx};
 use tally_kernel::IdempotencyKey;
 
 use crate::extract::Caller;
@@ -117,6 +119,10 @@ impl From<anyhow::Error> for Failure {
 /// stores the response in the same transaction and replays it for retries. `work` may run more
 /// than once (after a deadlock), each time in a new transaction.
 ///
+/// On SQLite the transaction is shared with the other requests writing at the same time (group
+/// commit, [`Db::write_shared`]): the work runs in a savepoint, a refused work is rolled back to
+/// it alone, and the response is sent once the shared transaction has committed.
+///
 /// The work runs in a task of its own: if the client goes away or the request times out, the
 /// transaction still finishes (commits or rolls back) instead of being dropped halfway, so the
 /// connection is never left inside an abandoned transaction. A timed-out request may therefore
@@ -132,6 +138,7 @@ where
     F: for<'t> Fn(&'t mut WriteTx) -> BoxFuture<'t, Result<T, Failure>> + Send + Sync + 'static,
 {
     let db = db.clone();
+    let work = Arc::new(work);
     let task = tokio::spawn(async move { execute_here(&db, request, success, work).await });
     match task.await {
         Ok(response) => response,
@@ -145,11 +152,11 @@ async fn execute_here<T, F>(
     db: &Db,
     request: Option<IdempotentRequest>,
     success: StatusCode,
-    work: F,
+    work: Arc<F>,
 ) -> Response
 where
-    T: Serialize,
-    F: for<'t> Fn(&'t mut WriteTx) -> BoxFuture<'t, Result<T, Failure>>,
+    T: Serialize + Send + 'static,
+    F: for<'t> Fn(&'t mut WriteTx) -> BoxFuture<'t, Result<T, Failure>> + Send + Sync + 'static,
 {
     if let Some(req) = &request {
         match idempotency::lookup(db, &req.scope, req.key.as_str(), &req.request_hash).await {
@@ -160,7 +167,11 @@ where
     }
     let mut attempt = 1;
     loop {
-        match attempt_once(db, request.as_ref(), success, &work).await {
+        let outcome = match db.backend() {
+            Backend::Sqlite => attempt_shared(db, request.as_ref(), success, &work).await,
+            Backend::Postgres => attempt_once(db, request.as_ref(), success, &*work).await,
+        };
+        match outcome {
             Ok(response) => return response,
             Err(e) if classify(&e) == DbErrorKind::Retryable && attempt < MAX_TX_ATTEMPTS => {
                 tracing::debug!(attempt, error = %e, "transaction conflict, retrying");
@@ -222,6 +233,79 @@ where
             Ok(respond(&stored, false))
         }
     }
+}
+
+/// One attempt in a transaction shared with other requests (SQLite's group commit).
+async fn attempt_shared<T, F>(
+    db: &Db,
+    request: Option<&IdempotentRequest>,
+    success: StatusCode,
+    work: &Arc<F>,
+) -> Result<Response, sqlx::Error>
+where
+    T: Serialize + Send + 'static,
+    F: for<'t> Fn(&'t mut WriteTx) -> BoxFuture<'t, Result<T, Failure>> + Send + Sync + 'static,
+{
+    let (owned, work) = (request.cloned(), work.clone());
+    let shared = group::shared(move |tx| {
+        let (request, work) = (owned.clone(), work.clone());
+        Box::pin(async move { in_shared(tx, request.as_ref(), success, &*work).await })
+    });
+    match (db.write_shared(shared).await, request) {
+        // Another request with the key stored its response first (on SQLite, another process).
+        (Err(e), Some(req)) if classify(&e) == DbErrorKind::UniqueViolation => {
+            replay_after_conflict(db, req, e).await
+        }
+        (result, _) => result,
+    }
+}
+
+/// A request's part of a shared transaction, in a savepoint of its own: a refusal rolls the work
+/// back to it and is stored in its place; an error rolls back the whole part.
+async fn in_shared<T, F>(
+    tx: &mut WriteTx,
+    request: Option<&IdempotentRequest>,
+    success: StatusCode,
+    work: &F,
+) -> Result<Response, sqlx::Error>
+where
+    T: Serialize,
+    F: for<'t> Fn(&'t mut WriteTx) -> BoxFuture<'t, Result<T, Failure>>,
+{
+    if let Some(req) = request {
+        match idempotency::lookup_in(tx, &req.scope, req.key.as_str(), &req.request_hash).await? {
+            Lookup::Miss => {}
+            found => return Ok(answer_found(found)),
+        }
+    }
+    let stored = match work(tx).await {
+        Ok(value) => StoredResponse {
+            status: success.as_u16(),
+            body: serde_json::to_string(&value).map_err(|e| sqlx::Error::Encode(e.into()))?,
+        },
+        Err(Failure::Refused(problem)) => {
+            group::roll_back_piece(tx).await?;
+            let stored = StoredResponse {
+                status: problem.status,
+                body: problem.to_body(),
+            };
+            // As in `attempt_once`: only refusals that depend on the state are stored.
+            if let Some(req) = request.filter(|_| stored.status == StatusCode::CONFLICT.as_u16()) {
+                idempotency::record(tx, &req.scope, req.key.as_str(), &req.request_hash, &stored)
+                    .await?;
+            }
+            return Ok(respond(&stored, false));
+        }
+        Err(Failure::Db(e)) => return Err(e),
+        Err(Failure::Internal(e)) => {
+            group::roll_back_piece(tx).await?;
+            return Ok(Problem::internal(&e).into_response());
+        }
+    };
+    if let Some(req) = request {
+        idempotency::record(tx, &req.scope, req.key.as_str(), &req.request_hash, &stored).await?;
+    }
+    Ok(respond(&stored, false))
 }
 
 /// Records a refusal in a transaction of its own (the refused work was rolled back).
