@@ -137,6 +137,22 @@ pub struct Store {
     db: Db,
 }
 
+/// The outcome of saving balances, `debited` being the account whose balance went down: the
+/// domain should have refused an overdraft, and the database's checks catch any it let through.
+fn balances_saved<T>(result: Result<T, sqlx::Error>, debited: &Account) -> Result<(), Failure> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if classify(&e) == DbErrorKind::CheckViolation => {
+            tracing::error!(
+                wallet_id = debited.id,
+                "balance check constraint refused a posting"
+            );
+            Err(WalletError::Overdraft(debited.id).into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Store {
     pub fn new(db: Db) -> Self {
         Self { db }
@@ -205,8 +221,8 @@ impl Store {
         }
     }
 
-    /// Writes a posting: the journal row, both balances, both entries. Returns the transaction
-    /// number.
+    /// Writes a posting: the journal row, both balances (one statement), both entries (one
+    /// statement). Returns the transaction number.
     async fn post(
         &self,
         tx: &mut WriteTx,
@@ -232,23 +248,39 @@ impl Store {
         .bind(&now)
         .execute(&mut **tx)
         .await?;
-        for (account, signed) in [
-            (debit, -posting.amount.amount_minor),
-            (credit, posting.amount.amount_minor),
-        ] {
-            self.save_balances(tx, account).await?;
-            sqlx::query(
-                "INSERT INTO entries (account_id, transfer_id, amount_minor, balance_after_minor, \
-                 created_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(account.id)
-            .bind(&number)
-            .bind(signed)
-            .bind(account.balance_minor)
-            .bind(&now)
-            .execute(&mut **tx)
-            .await?;
-        }
+        let result = sqlx::query(
+            "UPDATE accounts SET \
+             balance_minor = CASE WHEN id = $1 THEN $2 ELSE $3 END, \
+             held_minor = CASE WHEN id = $4 THEN $5 ELSE $6 END \
+             WHERE id IN ($7, $8)",
+        )
+        .bind(debit.id)
+        .bind(debit.balance_minor)
+        .bind(credit.balance_minor)
+        .bind(debit.id)
+        .bind(debit.held_minor)
+        .bind(credit.held_minor)
+        .bind(debit.id)
+        .bind(credit.id)
+        .execute(&mut **tx)
+        .await;
+        balances_saved(result, debit)?;
+        sqlx::query(
+            "INSERT INTO entries (account_id, transfer_id, amount_minor, balance_after_minor, \
+             created_at) VALUES ($1, $2, $3, $4, $5), ($6, $7, $8, $9, $10)",
+        )
+        .bind(debit.id)
+        .bind(&number)
+        .bind(-posting.amount.amount_minor)
+        .bind(debit.balance_minor)
+        .bind(&now)
+        .bind(credit.id)
+        .bind(&number)
+        .bind(posting.amount.amount_minor)
+        .bind(credit.balance_minor)
+        .bind(&now)
+        .execute(&mut **tx)
+        .await?;
         Ok(number)
     }
 
@@ -260,18 +292,7 @@ impl Store {
                 .bind(account.id)
                 .execute(&mut **tx)
                 .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if classify(&e) == DbErrorKind::CheckViolation => {
-                // The domain should have refused this; the database's check caught it.
-                tracing::error!(
-                    wallet_id = account.id,
-                    "balance check constraint refused a posting"
-                );
-                Err(WalletError::Overdraft(account.id).into())
-            }
-            Err(e) => Err(e.into()),
-        }
+        balances_saved(result, account)
     }
 
     async fn insert_wallet(
