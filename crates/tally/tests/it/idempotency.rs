@@ -1,6 +1,7 @@
 //! The Idempotency-Key header: a retry gets the first response back byte for byte, the same key
-//! with another body is refused, 50 concurrent requests with one key have one effect, and
-//! business errors are replayed like successes.
+//! with another body is refused, 50 concurrent requests with one key have one effect, business
+//! errors are replayed like successes, and concurrent keys that overdraw one wallet (on SQLite,
+//! refused and accepted requests sharing commits) each keep their own answer.
 
 use futures_util::future::join_all;
 
@@ -9,6 +10,7 @@ use crate::support::{money, Api, Backend, Book, Resp, TestServer};
 on_both_backends!(replays_return_the_first_response: replays_sqlite, replays_postgres);
 on_both_backends!(concurrent_requests_with_one_key: concurrent_one_key_sqlite, concurrent_one_key_postgres);
 on_both_backends!(business_errors_are_replayed: business_errors_sqlite, business_errors_postgres);
+on_both_backends!(racing_overdrafts_keep_their_own_answers: racing_overdrafts_sqlite, racing_overdrafts_postgres);
 
 fn new_key() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -294,4 +296,52 @@ async fn business_errors_are_replayed(backend: Backend) {
         "only the two deposits: {items:#?}"
     );
     assert_eq!(items.len(), 2);
+}
+
+/// 40 transfers of 10.00 at once from a wallet holding 100.00, each with its own key: on SQLite
+/// they share commits (group commit), refused ones rolled back beside accepted ones. Exactly ten
+/// move money, the thirty others are refused and their refusals stored, and every key replays
+/// its own first answer.
+async fn racing_overdrafts_keep_their_own_answers(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let api = server.api();
+    let from = api.create_client("Drawn").await.wallet_id;
+    let to = api.create_client("Paid").await.wallet_id;
+    api.deposit(from, 10_000).await;
+
+    let body = format!(r#"{{"walletFromId":{from},"walletToId":{to},"amount":"10.00"}}"#);
+    let keys: Vec<String> = (0..40).map(|_| new_key()).collect();
+    let firsts = join_all(
+        keys.iter()
+            .map(|key| api.post_keyed("/transfers", key, &body)),
+    )
+    .await;
+
+    let accepted = firsts.iter().filter(|r| r.status == 200).count();
+    for first in firsts.iter().filter(|r| r.status != 200) {
+        first.problem_of_type(409, "insufficient-funds", "a transfer past the balance");
+    }
+    assert_eq!(
+        accepted, 10,
+        "100.00 pays for exactly ten transfers of 10.00"
+    );
+    for (key, first) in keys.iter().zip(&firsts) {
+        assert_first(first, "a racing transfer");
+        assert_replays(&api, "/transfers", key, &body, first, "a racing transfer").await;
+    }
+    assert_eq!(api.wallet(from).await.balance, 0);
+    assert_eq!(api.wallet(to).await.balance, 10_000);
+    let numbers: std::collections::BTreeSet<_> = firsts
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| {
+            r.expect(200, "an accepted transfer")
+                .str("transactionNumber")
+        })
+        .collect();
+    assert_eq!(numbers.len(), 10, "ten distinct transfers");
+    let history = api.history(to).await;
+    assert_eq!(history.len(), 10, "ten transfers arrived: {history:#?}");
+    let ledger = api.ledger_balanced().await;
+    assert_eq!(ledger.transfer_count, 11, "one deposit and ten transfers");
 }
