@@ -240,6 +240,9 @@ impl TestServer {
         for var in TALLY_ENV_VARS {
             command.env_remove(var);
         }
+        // Four connections per service, not eight: the tests running side by side share one
+        // PostgreSQL server and its limit of clients.
+        command.env("TALLY_DB_MAX_CONNECTIONS", "4");
         command
             .current_dir(self.root.path())
             .stdin(Stdio::null())
