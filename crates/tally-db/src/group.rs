@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::WriteTx;
 
-/// Pieces of work in one transaction at most: a batch takes this long to run before it commits.
+/// Pieces of work in one transaction at most, so that the first of a batch waits for at most this
+/// many before its commit.
 pub const MAX_BATCH: usize = 64;
 
 /// Sets the savepoint each piece of work runs in.
@@ -88,10 +89,11 @@ impl<T: Send + 'static> Piece for Pending<T> {
             (Some(Err(e)), _) => Outcome::Done(Err(e)),
             (Some(Ok(value)), BatchEnd::Committed) => Outcome::Done(Ok(value)),
             (Some(Ok(_)), BatchEnd::RolledBack(why)) => Outcome::BatchFailed(why),
-            // Never run (the batch broke before it), or its work panicked.
+            // Its work panicked (a piece of a committed batch always ran).
             (None, BatchEnd::Committed) => Outcome::Done(Err(sqlx::Error::Protocol(
                 "the request's work panicked".into(),
             ))),
+            // Never run (the batch broke before it), or its work panicked.
             (None, BatchEnd::RolledBack(why)) => Outcome::BatchFailed(why),
         };
         // The submitter may have gone; the outcome is then nobody's.
