@@ -193,33 +193,18 @@ where
     F: for<'t> Fn(&'t mut WriteTx) -> BoxFuture<'t, Result<T, Failure>>,
 {
     let mut tx = db.begin_write().await?;
-    if let Some(req) = request {
-        match idempotency::lookup_in(&mut tx, &req.scope, req.key.as_str(), &req.request_hash)
-            .await?
-        {
-            Lookup::Miss => {}
-            found => return Ok(answer_found(found)),
-        }
+    if let Some(found) = found_in(&mut tx, request).await? {
+        return Ok(found);
     }
     let stored = match work(&mut tx).await {
-        Ok(value) => StoredResponse {
-            status: success.as_u16(),
-            body: serde_json::to_string(&value).map_err(|e| sqlx::Error::Encode(e.into()))?,
-        },
+        Ok(value) => success_record(success, &value)?,
         Err(Failure::Refused(problem)) => {
             // Nothing of the refused work may commit: record the refusal in a transaction of
-            // its own. Only refusals that depend on the state (409: insufficient funds, a closed
-            // wallet) are stored; a request that was wrong in itself (404, 422) is not, so that
-            // it can be corrected and sent again with the same key, as at Stripe.
+            // its own.
             tx.rollback().await?;
-            let stored = StoredResponse {
-                status: problem.status,
-                body: problem.to_body(),
-            };
+            let stored = refusal_record(&problem);
             return match request {
-                Some(req) if problem.status == StatusCode::CONFLICT.as_u16() => {
-                    record_alone(db, req, stored).await
-                }
+                Some(req) if is_kept(&stored) => record_alone(db, req, stored).await,
                 _ => Ok(respond(&stored, false)),
             };
         }
@@ -272,25 +257,15 @@ where
     T: Serialize,
     F: for<'t> Fn(&'t mut WriteTx) -> BoxFuture<'t, Result<T, Failure>>,
 {
-    if let Some(req) = request {
-        match idempotency::lookup_in(tx, &req.scope, req.key.as_str(), &req.request_hash).await? {
-            Lookup::Miss => {}
-            found => return Ok(answer_found(found)),
-        }
+    if let Some(found) = found_in(tx, request).await? {
+        return Ok(found);
     }
     let stored = match work(tx).await {
-        Ok(value) => StoredResponse {
-            status: success.as_u16(),
-            body: serde_json::to_string(&value).map_err(|e| sqlx::Error::Encode(e.into()))?,
-        },
+        Ok(value) => success_record(success, &value)?,
         Err(Failure::Refused(problem)) => {
             group::roll_back_piece(tx).await?;
-            let stored = StoredResponse {
-                status: problem.status,
-                body: problem.to_body(),
-            };
-            // As in `attempt_once`: only refusals that depend on the state are stored.
-            if let Some(req) = request.filter(|_| stored.status == StatusCode::CONFLICT.as_u16()) {
+            let stored = refusal_record(&problem);
+            if let Some(req) = request.filter(|_| is_kept(&stored)) {
                 idempotency::record(tx, &req.scope, req.key.as_str(), &req.request_hash, &stored)
                     .await?;
             }
@@ -315,10 +290,49 @@ async fn record_alone(
     stored: StoredResponse,
 ) -> Result<Response, sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    match idempotency::lookup_in(&mut tx, &req.scope, req.key.as_str(), &req.request_hash).await? {
-        Lookup::Miss => record_and_commit(db, tx, req, stored).await,
-        found => Ok(answer_found(found)),
+    match found_in(&mut tx, Some(req)).await? {
+        Some(found) => Ok(found),
+        None => record_and_commit(db, tx, req, stored).await,
     }
+}
+
+/// The answer already stored for `request`'s key, as `tx` sees it: a replay, or the refusal of a
+/// key reused for another request.
+async fn found_in(
+    tx: &mut WriteTx,
+    request: Option<&IdempotentRequest>,
+) -> Result<Option<Response>, sqlx::Error> {
+    let Some(req) = request else {
+        return Ok(None);
+    };
+    match idempotency::lookup_in(tx, &req.scope, req.key.as_str(), &req.request_hash).await? {
+        Lookup::Miss => Ok(None),
+        found => Ok(Some(answer_found(found))),
+    }
+}
+
+fn success_record<T: Serialize>(
+    success: StatusCode,
+    value: &T,
+) -> Result<StoredResponse, sqlx::Error> {
+    Ok(StoredResponse {
+        status: success.as_u16(),
+        body: serde_json::to_string(value).map_err(|e| sqlx::Error::Encode(e.into()))?,
+    })
+}
+
+fn refusal_record(problem: &Problem) -> StoredResponse {
+    StoredResponse {
+        status: problem.status,
+        body: problem.to_body(),
+    }
+}
+
+/// Whether a refusal is stored for its key. Only refusals that depend on the state (409:
+/// insufficient funds, a closed wallet) are; a request that was wrong in itself (404, 422) is
+/// not, so that it can be corrected and sent again with the same key, as at Stripe.
+fn is_kept(refusal: &StoredResponse) -> bool {
+    refusal.status == StatusCode::CONFLICT.as_u16()
 }
 
 /// Stores the response for the key in `tx` and commits. If a concurrent request with the same
